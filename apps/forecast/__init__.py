@@ -1,0 +1,1 @@
+"""Long-term multivariate forecasting: S-Mamba, iTransformer, RLinear on Time-Series-Library CSVs."""

@@ -1,0 +1,34 @@
+"""Everything needed to forecast from raw history, in one picklable object (no MLflow here).
+
+``Forecaster.predict(df)``: a frame with a ``date`` column and the training columns (at least
+``lookback`` rows) -> a frame of the next ``horizon`` steps with their timestamps, in original units.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from apps.forecast.data import DataError, Scaler, time_features, validate_frame
+
+
+class Forecaster:
+    def __init__(self, model: torch.nn.Module, scaler: Scaler, columns: list[str], lookback: int, horizon: int,
+                 freq: pd.Timedelta, use_time_features: bool):
+        self.model = model.eval()
+        self.scaler, self.columns, self.lookback, self.horizon = scaler, list(columns), lookback, horizon
+        self.freq, self.use_time_features = freq, use_time_features
+
+    def predict(self, df: pd.DataFrame, source: str = "input") -> pd.DataFrame:
+        dates, values, _ = validate_frame(df, source, columns=self.columns)
+        if len(values) < self.lookback:
+            raise DataError(f"{source}: {len(values)} rows of history, the model needs lookback = {self.lookback}")
+        dates, values = dates[-self.lookback:], values[-self.lookback:]
+        x = torch.from_numpy(self.scaler.transform(values).astype(np.float32))[None]
+        marks = torch.from_numpy(time_features(dates, self.freq))[None] if self.use_time_features else None
+        with torch.no_grad():
+            y = self.model(x, marks)[0].numpy()
+        future = pd.date_range(dates[-1] + self.freq, periods=self.horizon, freq=self.freq)
+        out = pd.DataFrame(self.scaler.inverse(y), columns=self.columns)
+        out.insert(0, "date", future)
+        return out

@@ -1,0 +1,61 @@
+"""The forecasting LightningModule: MSE training, exact MSE/MAE over every window, TSLib's optimiser.
+
+Adam with the ``type1`` schedule of the Time-Series-Library: the learning rate is held for the first
+two epochs, then halved after every epoch (``lr_e = lr * 0.5 ** max(0, e - 1)``).
+Any FFN auxiliary loss (MoE load balance, ...) found on the model is added to the training loss.
+"""
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanAbsoluteError, MeanSquaredError
+
+from core.ffn import collect_aux_loss
+
+LR_SCHEDULES = {
+    "type1": lambda e: 0.5 ** max(0, e - 1),  # TSLib adjust_learning_rate, called after each epoch
+    "constant": lambda e: 1.0,
+}
+
+
+class ForecastTask(pl.LightningModule):
+    """Wraps a model x[B, L, N], x_mark[B, L, M] -> y[B, H, N]; logs train_loss, val_loss, test_mse, test_mae."""
+
+    def __init__(self, model: torch.nn.Module, lr: float = 1e-4, lradj: str = "type1", weight_decay: float = 0.0):
+        super().__init__()
+        if lradj not in LR_SCHEDULES:
+            raise ValueError(f"unknown lradj {lradj!r}; known: {', '.join(LR_SCHEDULES)}")
+        self.model, self.lr, self.lradj, self.weight_decay = model, lr, lradj, weight_decay
+        self.val_mse = MeanSquaredError()
+        self.test_mse, self.test_mae = MeanSquaredError(), MeanAbsoluteError()
+        self.example: tuple[torch.Tensor, ...] | None = None  # first test window: (x, y, pred)
+
+    def forward(self, x, x_mark=None):
+        return self.model(x, x_mark)
+
+    def training_step(self, batch, batch_idx):
+        x, x_mark, y = batch
+        loss = F.mse_loss(self(x, x_mark), y)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        return loss + collect_aux_loss(self.model)
+
+    def validation_step(self, batch, batch_idx):
+        x, x_mark, y = batch
+        self.val_mse.update(self(x, x_mark).reshape(-1), y.reshape(-1))
+        self.log("val_loss", self.val_mse, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+
+    def test_step(self, batch, batch_idx):
+        x, x_mark, y = batch
+        pred = self(x, x_mark)
+        self.test_mse.update(pred.reshape(-1), y.reshape(-1))
+        self.test_mae.update(pred.reshape(-1), y.reshape(-1))
+        self.log_dict({"test_mse": self.test_mse, "test_mae": self.test_mae}, on_step=False, on_epoch=True,
+                      batch_size=len(x))
+        if batch_idx == 0:
+            self.example = (x[0].cpu(), y[0].cpu(), pred[0].detach().cpu())
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, LR_SCHEDULES[self.lradj])
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

@@ -1,0 +1,4 @@
+"""Domain-free building blocks: FFN variants, attention, selective scan, blocks.
+
+Imports torch (and timm layers) only; never `apps` or `pipelines`.
+"""

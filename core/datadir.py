@@ -1,0 +1,60 @@
+"""Datasets found by name in the data directory (``FFN_DATA_DIR``), downloaded and checked when missing.
+
+Layout: ``$FFN_DATA_DIR/<app>/<file>`` (``forecast/ETTh1.csv``, ``graph/Planetoid/...``). Unset, the
+directory is ``<project>/data``. A known file that is missing is downloaded from its public URL
+(only when the network is up) and its sha256 checked before it is used.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """Bad or missing input data; the message names the file and the place."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    relpath: str  # under the data dir, e.g. "forecast/ETTh1.csv"
+    url: str
+    sha256: str
+
+
+def data_dir() -> Path:
+    env = os.environ.get("FFN_DATA_DIR")
+    return Path(env).expanduser().resolve() if env else Path(__file__).resolve().parents[1] / "data"
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch(remote: RemoteFile, root: Path | None = None, timeout: float = 30.0) -> Path:
+    """Path of ``remote`` in the data dir; download it there (sha256-checked) when it is missing."""
+    path = (root or data_dir()) / remote.relpath
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".part")
+    try:
+        with urllib.request.urlopen(remote.url, timeout=timeout) as r, open(tmp, "wb") as f:
+            while chunk := r.read(1 << 20):
+                f.write(chunk)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"{path}: not found, and the download from {remote.url} failed ({e}). "
+                        f"Put the file there or set FFN_DATA_DIR to a directory holding {remote.relpath}.") from e
+    got = sha256(tmp)
+    if got != remote.sha256:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"{remote.url}: sha256 {got} does not match the expected {remote.sha256}")
+    tmp.replace(path)
+    return path

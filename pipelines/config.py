@@ -1,0 +1,118 @@
+"""Configs: defaults < paper preset < YAML files (``--config a.yaml``) < command-line overrides.
+
+Overrides are dotted keys, ``--model.d_model 128`` or ``--model.ffn_kw.experts=4``; values are YAML
+(``true``, ``[1, 2]``, ``{a: 1}``) and numbers like ``1e-4`` are numbers. Each app adds shortcuts
+(``--model s_mamba`` -> ``model.name``). The resolved config is logged with the run.
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import yaml
+
+from core.utils import deep_merge
+
+
+class ConfigError(ValueError):
+    """A bad option, config file or value; the message says which and what is allowed."""
+
+
+def parse_value(text: str):
+    try:
+        v = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(v, str):
+        try:
+            return float(v) if any(c in v for c in ".eE") else int(v)
+        except ValueError:
+            return v
+    return v
+
+
+def set_dotted(cfg: dict, key: str, value) -> None:
+    parts = key.split(".")
+    node = cfg
+    for p in parts[:-1]:
+        nxt = node.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--{key}: {'.'.join(parts[:parts.index(p) + 1])} is a value, not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def load_yaml(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({e})") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def parse_args(argv: list[str], shortcuts: dict[str, str]) -> dict:
+    """argv -> the user's config (YAML files merged, then overrides), before defaults and presets."""
+    files, overrides, i = [], {}, 0
+    while i < len(argv):
+        tok = argv[i]
+        if not tok.startswith("--"):
+            raise ConfigError(f"unexpected argument {tok!r}; options look like --section.key value")
+        key, eq, val = tok[2:].partition("=")
+        if not eq:
+            if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                val, i = argv[i + 1], i + 1
+            else:
+                val = "true"
+        i += 1
+        if key == "config":
+            files.append(load_yaml(val))
+            continue
+        key = shortcuts.get(key, key)
+        set_dotted(overrides, key, parse_value(val))
+    return deep_merge({}, *files, overrides)
+
+
+def check_keys(cfg: dict, allowed: dict) -> None:
+    unknown = sorted(set(cfg) - set(allowed))
+    if unknown:
+        raise ConfigError(f"unknown config section(s) {unknown}; sections are {sorted(allowed)}")
+
+
+def accepted_kwargs(target) -> set[str] | None:
+    """Keyword names a function or class accepts; a class's ``**kw`` is followed up its MRO.
+
+    None when anything goes (a ``**kwargs`` that leads nowhere we can see).
+    """
+    fns = [k.__init__ for k in target.__mro__ if "__init__" in vars(k)] if inspect.isclass(target) else [target]
+    names: set[str] = set()
+    for fn in fns:
+        params = inspect.signature(fn).parameters
+        names |= {k for k, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)} - {"self"}
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return names
+    return None
+
+
+def check_kwargs(target, kw: dict, where: str, skip: tuple[str, ...] = ()) -> None:
+    """Raise ConfigError when ``kw`` has a key ``target`` (function or class) does not accept."""
+    ok = accepted_kwargs(target)
+    if ok is None:
+        return
+    bad = sorted(set(kw) - ok - set(skip))
+    if bad:
+        raise ConfigError(f"{where}: unknown option(s) {bad}; valid: {sorted(ok - set(skip))}")
+
+
+def flatten(cfg: dict, prefix: str = "") -> dict[str, object]:
+    out = {}
+    for k, v in cfg.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

@@ -1,0 +1,91 @@
+"""``python -m pipelines.forecast``: S-Mamba on ETTh1 (L=96, H=96) with the paper's settings, by default.
+
+    python -m pipelines.forecast --model itransformer --data ETTh2 --horizon 192
+    python -m pipelines.forecast --data path/to/my.csv --model.ffn swiglu --trainer.max_epochs 3
+    python -m pipelines.forecast --config my.yaml
+"""
+from __future__ import annotations
+
+import sys
+
+from apps.forecast.data import ForecastData
+from apps.forecast.models import MODELS, build_model, canonical
+from apps.forecast.plots import forecast_figure
+from apps.forecast.predict import Forecaster
+from apps.forecast.presets import preset, published
+from apps.forecast.task import ForecastTask
+from core.utils import deep_merge
+from pipelines.config import ConfigError, check_kwargs
+from pipelines.runner import RUNNER_DEFAULTS, Job, main
+
+
+class ForecastJob(Job):
+    app = "forecast"
+    defaults = {
+        "data": {"data": "ETTh1", "lookback": 96, "horizon": 96, "batch_size": 32, "split": "auto",
+                 "time_features": True},
+        "model": {"name": "s_mamba"},
+        "optim": {"lr": 1e-4, "lradj": "type1", "weight_decay": 0.0},
+    }
+    shortcuts = {"model": "model.name", "data": "data.data", "horizon": "data.horizon", "lookback": "data.lookback",
+                 "epochs": "trainer.max_epochs", "ffn": "model.ffn", "lr": "optim.lr"}
+
+    def resolve(self, user: dict) -> dict:
+        base = deep_merge(RUNNER_DEFAULTS, self.defaults, user)
+        try:
+            name = canonical(str(base["model"]["name"]))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        paper = preset(name, str(base["data"]["data"]), base["data"]["horizon"])
+        cfg = deep_merge(RUNNER_DEFAULTS, self.defaults, paper, user)
+        cfg["model"]["name"] = name
+        return cfg
+
+    def build(self, cfg: dict):
+        check_kwargs(ForecastData, cfg["data"], "data")
+        check_kwargs(ForecastTask, cfg["optim"], "optim", skip=("model",))
+        dm = ForecastData(**cfg["data"])
+        dm.setup()
+        kw = {k: v for k, v in cfg["model"].items() if k != "name"}
+        cls = MODELS[cfg["model"]["name"]]
+        check_kwargs(cls, kw, f"model ({cls.__name__})", skip=("n_vars", "lookback", "horizon", "mixer", "mixer_kw"))
+        model = build_model(cfg["model"]["name"], dm.n_vars, dm.lookback, dm.horizon, **kw)
+        return dm, ForecastTask(model, **cfg["optim"])
+
+    def predictor(self, task, dm, cfg):
+        return Forecaster(task.model, dm.scaler, dm.columns, dm.lookback, dm.horizon, dm.freq, dm.use_time_features)
+
+    def input_example(self, dm):
+        import pandas as pd
+
+        from apps.forecast.data import read_csv
+
+        dates, values, cols = read_csv(dm.path)
+        s = dm.ends[2] - dm.lookback  # the last lookback rows before the end of the test split
+        df = pd.DataFrame(values[s:dm.ends[2]].astype("float64"), columns=cols)
+        df.insert(0, "date", dates[s:dm.ends[2]].astype(str))
+        return df
+
+    def data_params(self, dm) -> dict:
+        return {f"data.{k}": v for k, v in dm.fingerprint().items()}
+
+    def figures(self, task, dm) -> dict:
+        if task.example is None:
+            return {}
+        x, y, pred = (t.numpy() for t in task.example)
+        return {"forecast_vs_truth.png": forecast_figure(x, y, pred, dm.columns)}
+
+    def report(self, metrics: dict, cfg: dict) -> str:
+        d = cfg["data"]
+        paper = published(cfg["model"]["name"], str(d["data"]), d["horizon"], d["lookback"])
+        line = f"{cfg['model']['name']} on {d['data']} (L={d['lookback']}, H={d['horizon']}): "
+        parts = []
+        for i, k in enumerate(("mse", "mae")):
+            v = metrics[f"test_{k}"]
+            ref = f" (paper {paper[i]:.3f}, {v - paper[i]:+.3f})" if paper else ""
+            parts.append(f"test {k.upper()} {v:.4f}{ref}")
+        return line + ", ".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main(ForecastJob()))

@@ -1,0 +1,186 @@
+"""The one runner every app uses: config -> data -> Trainer + MLflow -> test -> logged, registered model.
+
+Order matters for failure handling: the config and the data are resolved and validated *before* the
+MLflow run exists, so bad input leaves the store untouched; anything failing later marks the run
+FAILED and registers nothing. Exactly one MLflow run per training (Lightning's MLFlowLogger owns it;
+the final artifacts are added to that same run by id).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+import warnings
+from dataclasses import dataclass, field
+
+import mlflow
+import pytorch_lightning as pl
+import torch
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers import MLFlowLogger
+
+from core.datadir import DataError
+from core.utils import deep_merge
+from pipelines import tracking
+from pipelines.config import ConfigError, check_keys, check_kwargs, flatten, parse_args
+from pipelines.pyfunc import PredictorModel, requirements
+
+RUNNER_DEFAULTS = {
+    "seed": 2023,
+    "threads": None,  # None: $FFN_THREADS, else all cores
+    "trainer": {"max_epochs": 10, "patience": 3, "enable_progress_bar": True},
+    "mlflow": {"experiment": None, "model_name": None, "register": True, "run_name": None},
+}
+
+
+class Job:
+    """What an app tells the runner. Subclasses fill in the hooks; see ``pipelines/forecast.py``."""
+
+    app: str = ""
+    defaults: dict = {}
+    shortcuts: dict[str, str] = {}
+
+    def resolve(self, user: dict) -> dict:
+        """Defaults (+ presets) merged under the user's config."""
+        return deep_merge(RUNNER_DEFAULTS, self.defaults, user)
+
+    def build(self, cfg: dict):
+        """-> (LightningDataModule already set up and validated, LightningModule)."""
+        raise NotImplementedError
+
+    def predictor(self, task, dm, cfg):
+        """-> picklable object with ``predict(df) -> df`` holding all it needs."""
+        raise NotImplementedError
+
+    def input_example(self, dm):
+        raise NotImplementedError
+
+    def data_params(self, dm) -> dict:
+        return {}
+
+    def figures(self, task, dm) -> dict:
+        return {}
+
+    def report(self, metrics: dict, cfg: dict) -> str:
+        return "  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
+
+    def usage(self) -> str:
+        import yaml
+
+        short = "\n".join(f"  --{k:<10} sets {v}" for k, v in self.shortcuts.items())
+        return (f"usage: python -m pipelines.{self.app} [--config file.yaml ...] [--section.key value ...]\n\n"
+                f"shortcuts:\n{short}\n\ndefaults (paper presets fill in per model/data/horizon):\n"
+                + yaml.safe_dump(deep_merge(RUNNER_DEFAULTS, self.defaults), sort_keys=False))
+
+
+@dataclass
+class Result:
+    run_id: str
+    metrics: dict
+    model_uri: str | None = None
+    version: str | None = None
+    config: dict = field(default_factory=dict)
+
+
+def set_threads(cfg: dict) -> int:
+    n = int(cfg.get("threads") or os.environ.get("FFN_THREADS") or os.cpu_count() or 1)
+    torch.set_num_threads(n)
+    return n
+
+
+def _trainer(cfg: dict, logger, ckpt_dir) -> pl.Trainer:
+    tcfg = dict(cfg["trainer"])
+    patience = tcfg.pop("patience", 3)
+    callbacks = [ModelCheckpoint(dirpath=ckpt_dir, monitor="val_loss", mode="min", save_top_k=1, save_last=True,
+                                 filename="best-{epoch}")]
+    if patience:
+        callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=patience))
+    tcfg.setdefault("accelerator", "cpu")
+    tcfg.setdefault("log_every_n_steps", 50)
+    return pl.Trainer(logger=logger, callbacks=callbacks, default_root_dir=str(ckpt_dir), **tcfg)
+
+
+def run(job: Job, argv: list[str] | None = None, cfg: dict | None = None) -> Result:
+    """Train, test, log and register one model. ``cfg`` (already resolved) bypasses argv."""
+    if cfg is None:
+        cfg = job.resolve(parse_args(list(argv or []), job.shortcuts))
+    check_keys(cfg, deep_merge(RUNNER_DEFAULTS, job.defaults))
+    threads = set_threads(cfg)
+    pl.seed_everything(cfg["seed"], workers=True, verbose=False)
+    check_kwargs(pl.Trainer, {k: v for k, v in cfg["trainer"].items() if k != "patience"}, "trainer")
+    dm, task = job.build(cfg)  # validates config and data before anything is written to MLflow
+
+    mcfg = cfg["mlflow"]
+    experiment = mcfg["experiment"] or job.app
+    uri = tracking.activate()
+    logger = MLFlowLogger(experiment_name=experiment, tracking_uri=uri, run_name=mcfg["run_name"],
+                          artifact_location=tracking.artifact_location(experiment), log_model=False,
+                          tags={"app": job.app})
+    run_id = logger.run_id
+    client = MlflowClient(uri)
+    try:
+        logger.log_hyperparams({**flatten(cfg), "threads": threads, **job.data_params(dm)})
+        trainer = _trainer(cfg, logger, tracking.checkpoint_dir(job.app, run_id))
+        trainer.fit(task, datamodule=dm)
+        if trainer.interrupted:
+            raise KeyboardInterrupt("training interrupted")
+        ckpt = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
+        metrics = {k: float(v) for k, v in trainer.test(task, datamodule=dm, ckpt_path=ckpt, verbose=False)[0].items()}
+        result = _log_and_register(job, task, dm, cfg, run_id, metrics, client)
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    return result
+
+
+def _log_and_register(job, task, dm, cfg, run_id, metrics, client) -> Result:
+    mcfg = cfg["mlflow"]
+    task = task.cpu().eval()
+    predictor = job.predictor(task, dm, cfg)
+    example = job.input_example(dm)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_dict(cfg, "config.yaml")
+        for name, fig in job.figures(task, dm).items():
+            mlflow.log_figure(fig, name)
+        info = mlflow.pyfunc.log_model(name="model", python_model=PredictorModel(predictor), input_example=example,
+                                       signature=infer_signature(example, predictor.predict(example)),
+                                       pip_requirements=requirements())
+        result = Result(run_id, metrics, info.model_uri, config=cfg)
+        if mcfg["register"]:
+            name = mcfg["model_name"] or job.app
+            mv = mlflow.register_model(info.model_uri, name, tags={"run_id": run_id, **{
+                k: f"{v:.6g}" for k, v in metrics.items()}})
+            result.version = str(mv.version)
+            try:
+                client.get_model_version_by_alias(name, "champion")
+            except mlflow.exceptions.MlflowException:  # first model of this name: it is the champion
+                client.set_registered_model_alias(name, "champion", mv.version)
+    return result
+
+
+def main(job: Job, argv: list[str] | None = None) -> int:
+    """CLI wrapper: one clear line and exit 2 for bad input or config, traceback and exit 1 otherwise."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("-h", "--help"):
+        print(job.usage())
+        return 0
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*The number of training batches.*")
+    try:
+        result = run(job, argv)
+    except (DataError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the MLflow run is marked FAILED and nothing was registered", file=sys.stderr)
+        return 130
+    except Exception:  # noqa: BLE001 - anything else is a bug or an environment problem: show it
+        traceback.print_exc()
+        return 1
+    print(job.report(result.metrics, result.config))
+    where = f"registered as {result.config['mlflow']['model_name'] or job.app} v{result.version}" if result.version \
+        else "not registered"
+    print(f"MLflow run {result.run_id} ({tracking.tracking_uri()}); model {result.model_uri}, {where}")
+    return 0

@@ -1,0 +1,45 @@
+"""Shared fixtures: the real data in ../shared/data, a private MLflow store per test, fixed threads."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(int(os.environ.get("FFN_THREADS", "2")))
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _data_root() -> Path:
+    env = os.environ.get("FFN_DATA_DIR")
+    root = Path(env) if env else ROOT.parent / "shared" / "data"
+    if not (root / "forecast" / "ETTh1.csv").is_file():
+        pytest.exit(f"real data not found under {root}: set FFN_DATA_DIR to the shared data directory", returncode=3)
+    return root.resolve()
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = _data_root()
+    os.environ["FFN_DATA_DIR"] = str(root)  # also for module-scoped fixtures that run before _isolated
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path, data_root):
+    """Every test: real data dir, its own MLflow store and checkpoint dir, no tracking server."""
+    monkeypatch.setenv("FFN_DATA_DIR", str(data_root))
+    monkeypatch.setenv("FFN_MLRUNS", str(tmp_path / "mlruns"))
+    monkeypatch.setenv("FFN_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    use_store()
+    torch.manual_seed(0)
+
+
+def use_store() -> None:
+    """Point MLflow's process-wide tracking URI at the store the environment names now."""
+    from pipelines import tracking
+
+    tracking.activate()

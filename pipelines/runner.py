@@ -31,7 +31,7 @@ RUNNER_DEFAULTS = {
     "seed": 2023,
     "threads": None,  # None: $FFN_THREADS, else all cores
     "trainer": {"max_epochs": 10, "patience": 3, "enable_progress_bar": True},
-    "mlflow": {"experiment": None, "model_name": None, "register": True, "run_name": None},
+    "mlflow": {"experiment": None, "model_name": None, "register": True, "run_name": None, "tags": {}},
 }
 
 
@@ -117,7 +117,7 @@ def run(job: Job, argv: list[str] | None = None, cfg: dict | None = None) -> Res
     uri = tracking.activate()
     logger = MLFlowLogger(experiment_name=experiment, tracking_uri=uri, run_name=mcfg["run_name"],
                           artifact_location=tracking.artifact_location(experiment), log_model=False,
-                          tags={"app": job.app})
+                          tags={"app": job.app, **mcfg["tags"]})
     run_id = logger.run_id
     client = MlflowClient(uri)
     try:

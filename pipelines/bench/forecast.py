@@ -1,0 +1,110 @@
+"""Reproduce the published long-term forecasting tables: ``python -m pipelines.bench forecast``.
+
+Trains and tests S-Mamba, iTransformer and RLinear with the papers' per-dataset hyperparameters
+(``apps/forecast/presets.py``) on ETTh1 / ETTh2 at H = 96, 192, 336, 720 (lookback 96), over several
+seeds, and prints ours (mean +- std over seeds) beside the published value. One MLflow parent run in the
+``bench`` experiment, one child run per training. ``--quick``: ETTh1, H=96, one seed.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import mlflow
+
+from apps.forecast.data import resolve
+from apps.forecast.models import canonical
+from apps.forecast.presets import HORIZONS, published
+from core.datadir import DataError
+from pipelines import tracking
+from pipelines.bench.table import markdown
+from pipelines.config import ConfigError
+from pipelines.forecast import ForecastJob
+from pipelines.runner import run, set_threads
+
+MODELS = ("s_mamba", "itransformer", "rlinear")
+
+
+def parse(argv):
+    ap = argparse.ArgumentParser(prog="python -m pipelines.bench forecast", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="ETTh1, H=96, one seed")
+    ap.add_argument("--models", nargs="+", default=list(MODELS))
+    ap.add_argument("--data", nargs="+", default=["ETTh1", "ETTh2"])
+    ap.add_argument("--horizons", nargs="+", type=int, default=list(HORIZONS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[2023, 2024])
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--max-epochs", type=int, default=None, help="cap every training (default: the papers')")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.data, a.horizons, a.seeds = ["ETTh1"], [96], a.seeds[:1]
+    return a
+
+
+def validate(a) -> None:
+    """Fail fast, before any training: unknown models, missing data, bad horizons."""
+    try:
+        a.models = [canonical(m) for m in a.models]
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    for d in a.data:
+        resolve(d)
+    bad = [h for h in a.horizons if h <= 0]
+    if bad:
+        raise ConfigError(f"horizons must be positive, got {bad}")
+
+
+def main(argv: list[str]) -> int:
+    a = parse(argv)
+    try:
+        validate(a)
+    except (ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    job = ForecastJob()
+    threads = set_threads({"threads": a.threads})
+    tracking.activate()
+    mlflow.set_experiment("bench")
+    rows, t0 = [], time.time()
+    with mlflow.start_run(run_name="bench-forecast" + ("-quick" if a.quick else "")) as parent:
+        mlflow.log_params({"models": ",".join(a.models), "data": ",".join(a.data), "threads": threads,
+                           "horizons": ",".join(map(str, a.horizons)), "seeds": ",".join(map(str, a.seeds))})
+        for data in a.data:
+            for h in a.horizons:
+                for model in a.models:
+                    scores = []
+                    for seed in a.seeds:
+                        user = {"seed": seed, "threads": threads, "model": {"name": model},
+                                "data": {"data": data, "horizon": h},
+                                "trainer": {"enable_progress_bar": False, "enable_model_summary": False},
+                                "mlflow": {"experiment": "bench", "register": False,
+                                           "run_name": f"{model}-{data}-{h}-s{seed}",
+                                           "tags": {"mlflow.parentRunId": parent.info.run_id}}}
+                        if a.max_epochs:
+                            user["trainer"]["max_epochs"] = a.max_epochs
+                        res = run(job, cfg=job.resolve(user))
+                        scores.append((res.metrics["test_mse"], res.metrics["test_mae"]))
+                        print(f"  {model:12s} {data} H={h:<3d} seed {seed}: MSE {scores[-1][0]:.4f} "
+                              f"MAE {scores[-1][1]:.4f}  ({time.time() - t0:.0f}s)", flush=True)
+                    rows.append(_row(model, data, h, scores, a.max_epochs))
+        header = ["model", "data", "H", "ours MSE", "paper MSE", "Δ MSE", "ours MAE", "paper MAE", "Δ MAE", "within +0.01"]
+        table = markdown(header, rows)
+        mlflow.log_text(table, "bench_forecast.md")
+        mlflow.log_metric("cells_within_0.01", sum(r[-1] == "yes" for r in rows))
+        mlflow.log_metric("wall_seconds", time.time() - t0)
+    print(table)
+    print(f"\n{len(a.seeds)} seed(s), {threads} threads, {time.time() - t0:.0f}s; MLflow parent run {parent.info.run_id}")
+    return 0
+
+
+def _row(model, data, h, scores, capped):
+    mse = [s[0] for s in scores]
+    mae = [s[1] for s in scores]
+    fmt = lambda v: f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else "")  # noqa: E731
+    paper = published(model, data, h)
+    if paper is None:
+        return [model, data, h, fmt(mse), "-", "-", fmt(mae), "-", "-", "-"]
+    d_mse, d_mae = statistics.mean(mse) - paper[0], statistics.mean(mae) - paper[1]
+    ok = "yes" if d_mse <= 0.010 else ("no (epochs capped)" if capped else "no")
+    return [model, data, h, fmt(mse), f"{paper[0]:.3f}", f"{d_mse:+.3f}", fmt(mae), f"{paper[1]:.3f}", f"{d_mae:+.3f}", ok]

@@ -4,7 +4,11 @@
 
 - ``norm="post"`` (Vaswani et al. 2017; iTransformer, S-Mamba): ``x = n1(x + mix(x)); x = n2(x + ffn(x))``
 - ``norm="pre"`` (GPT-2 / nanoGPT): ``x = x + mix(n1(x)); x = x + ffn(n2(x))``
+- ``macaron=True`` (Lu et al. 2019, "Understanding and Improving Transformer From a Multi-Particle
+  Dynamic System Point of View"): half-step FFN, mixer, half-step FFN, i.e. (pre-norm)
+  ``x = x + ffn0(n0(x))/2; x = x + mix(n1(x)); x = x + ffn(n2(x))/2``.
 
+Sublayers can be switched off (``skip_mixer`` / ``skip_ffn``), which is how FinerCut prunes them.
 :class:`Encoder` stacks blocks and applies a final LayerNorm.
 """
 from __future__ import annotations
@@ -30,26 +34,42 @@ def build_mixer(name: str, dim: int, **kw) -> nn.Module | None:
 
 
 class Block(nn.Module):
-    """One residual block (mixer + FFN). x[B, L, dim] -> [B, L, dim]."""
+    """One residual block (mixer + FFN). x[B, L, dim] -> [B, L, dim]; ``modality`` goes to a MoT FFN."""
 
     def __init__(self, dim: int, mixer: str = "attention", ffn: str = "mlp", hidden: int | None = None,
-                 act="gelu", drop: float = 0.0, drop_mixer: float = 0.0, norm: str = "post",
+                 act="gelu", drop: float = 0.0, drop_mixer: float = 0.0, norm: str = "post", macaron: bool = False,
                  ffn_kw: dict | None = None, **mixer_kw):
         super().__init__()
         if norm not in ("pre", "post"):
             raise ValueError(f"norm must be 'pre' or 'post', got {norm!r}")
         self.pre = norm == "pre"
+        make_ffn = lambda: build_ffn(ffn, dim, hidden=hidden, act=act, drop=drop, **(ffn_kw or {}))  # noqa: E731
+        self.ffn0 = make_ffn() if macaron else None
+        self.norm0 = nn.LayerNorm(dim) if macaron else None
         self.mixer = build_mixer(mixer, dim, **mixer_kw)
         self.norm1 = nn.LayerNorm(dim) if self.mixer is not None else nn.Identity()
         self.drop_mixer = nn.Dropout(drop_mixer)
-        self.ffn = build_ffn(ffn, dim, hidden=hidden, act=act, drop=drop, **(ffn_kw or {}))
+        self.ffn = make_ffn()
         self.norm2 = nn.LayerNorm(dim)
+        self.ffn_scale = 0.5 if macaron else 1.0
+        self.skip_mixer = self.skip_ffn = False
 
-    def forward(self, x):
-        if self.mixer is not None:
-            x = x + self.drop_mixer(self.mixer(self.norm1(x))) if self.pre else \
-                self.norm1(x + self.drop_mixer(self.mixer(x)))
-        return x + self.ffn(self.norm2(x)) if self.pre else self.norm2(x + self.ffn(x))
+    def _ffn(self, ffn, x, modality):
+        return ffn(x) if modality is None else ffn(x, modality=modality)
+
+    def _residual(self, x, f, norm, scale=1.0):
+        if self.pre:
+            return x + scale * f(norm(x))
+        return norm(x + scale * f(x))
+
+    def forward(self, x, modality=None):
+        if self.ffn0 is not None and not self.skip_ffn:
+            x = self._residual(x, lambda h: self._ffn(self.ffn0, h, modality), self.norm0, self.ffn_scale)
+        if self.mixer is not None and not self.skip_mixer:
+            x = self._residual(x, lambda h: self.drop_mixer(self.mixer(h)), self.norm1)
+        if not self.skip_ffn:
+            x = self._residual(x, lambda h: self._ffn(self.ffn, h, modality), self.norm2, self.ffn_scale)
+        return x
 
 
 class Encoder(nn.Module):
@@ -60,7 +80,7 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList(Block(dim, **block_kw) for _ in range(depth))
         self.norm = nn.LayerNorm(dim) if final_norm else nn.Identity()
 
-    def forward(self, x):
+    def forward(self, x, modality=None):
         for blk in self.blocks:
-            x = blk(x)
+            x = blk(x, modality)
         return self.norm(x)

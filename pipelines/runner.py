@@ -140,7 +140,7 @@ def _log_and_register(job, task, dm, cfg, run_id, metrics, client) -> Result:
     task = task.cpu().eval()
     predictor = job.predictor(task, dm, cfg)
     example = job.input_example(dm)
-    with mlflow.start_run(run_id=run_id):
+    with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
         mlflow.log_dict(cfg, "config.yaml")
         for name, fig in job.figures(task, dm).items():
             mlflow.log_figure(fig, name)

@@ -67,6 +67,6 @@ def reparam_model(model: nn.Module) -> nn.Module:
     if model.training:
         raise RuntimeError("reparam_model() folds training-time structure; call model.eval() first")
     for m in list(model.modules()):
-        if m is not model and hasattr(m, "reparam"):
+        if hasattr(m, "reparam"):
             m.reparam()
     return model

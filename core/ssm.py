@@ -5,110 +5,133 @@ Recurrence, per channel d and state n::
     dA_t = exp(delta_t * A),  dBu_t = delta_t * B_t * u_t
     h_t  = dA_t * h_{t-1} + dBu_t,         y_t = <h_t, C_t> + D * u_t,   y *= silu(z)
 
-The linear recurrence ``h_t = a_t h_{t-1} + b_t`` is one autograd op (:class:`LinearScan`) with two
-CPU paths and a hand-written backward (itself a reversed scan, so memory stays O(L)):
+:class:`SelectiveScan` is one autograd op for the recurrence and its read-out with a hand-written
+backward (the adjoint is the same recurrence run backwards: g_t = C_t gy_t + dA_{t+1} g_{t+1}), so no
+per-step autograd graph is built and the only [L, B, D, N] tensors kept are dA and h. The recurrence
+itself runs in place, time-major, on one of two CPU paths:
 
-- ``"sequential"``: one fused ``addcmul`` per step, L steps;
-- ``"parallel"``: chunked Hillis-Steele doubling scan: log2(T) vectorised steps inside chunks of
-  length T, then a carry pass over the L/T chunk ends.
+- ``"sequential"``: one fused ``addcmul`` per step (L steps over [B, D, N] slices);
+- ``"parallel"``: chunked Hillis-Steele doubling: log2(T) whole-tensor steps inside chunks of length T,
+  then a carry pass over the L/T chunk ends.
 
-``mode="auto"`` picks by length (:data:`PARALLEL_FROM`). :func:`selective_scan_ref` is the plain loop
-reference the tests compare both paths against.
+``mode="auto"`` takes the parallel path only where per-step overhead dominates (long sequences with
+small [B, D, N] slices), see :func:`pick_path`. :func:`selective_scan_ref` is the plain loop reference
+the tests compare both paths against.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-PARALLEL_FROM = 32  # L at and above which "auto" uses the parallel path
 CHUNK = 64  # chunk length of the parallel path
+PARALLEL_MIN_LEN = 256  # auto: parallel only for sequences at least this long ...
+PARALLEL_MAX_SLICE = 4096  # ... whose per-step slice B*D*N is at most this many elements
 
 
-def _scan_sequential(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """h[t] = a[t] * h[t-1] + b[t] along dim 0, h[-1] = 0."""
-    h = torch.empty_like(b)
-    h[0] = b[0]
+def _sequential(a: torch.Tensor, h: torch.Tensor) -> None:
+    """In place along dim 0: h[t] <- a[t] * h[t-1] + h[t]."""
     for t in range(1, a.shape[0]):
-        torch.addcmul(b[t], a[t], h[t - 1], out=h[t])
-    return h
+        h[t].addcmul_(a[t], h[t - 1])
 
 
-def _doubling(a: torch.Tensor, h: torch.Tensor) -> None:
-    """In place along dim 1 (inside chunks): h <- inclusive scan, a <- cumulative product."""
-    n, k = a.shape[1], 1
-    while k < n:
-        h[:, k:] += a[:, k:] * h[:, :-k]  # right side is a fresh tensor: no read-after-write overlap
-        a[:, k:] = a[:, k:] * a[:, :-k]
-        k *= 2
-
-
-def _scan_parallel(a: torch.Tensor, b: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
-    """Same result as :func:`_scan_sequential`, via doubling inside chunks + a carry pass."""
-    L = a.shape[0]
+def _parallel(a: torch.Tensor, h: torch.Tensor, chunk: int = CHUNK) -> None:
+    """Same result as :func:`_sequential` (in place on h), via doubling inside chunks + a carry pass."""
+    L, rest = a.shape[0], a.shape[1:]
     T = min(chunk, L)
     nc = -(-L // T)
     pad = nc * T - L
-    rest = a.shape[1:]
-    if pad:
-        a = torch.cat([a, a.new_ones((pad, *rest))])
-        b = torch.cat([b, b.new_zeros((pad, *rest))])
-    A = a.reshape(nc, T, *rest).clone()
-    H = b.reshape(nc, T, *rest).clone()
-    _doubling(A, H)
-    # carry: the state entering chunk c is the corrected last state of chunk c-1
-    for c in range(1, nc):
+    A = torch.cat([a, a.new_ones((pad, *rest))]) if pad else a.clone()
+    H = torch.cat([h, h.new_zeros((pad, *rest))]) if pad else h
+    A, H = A.view(nc, T, *rest), H.view(nc, T, *rest)
+    k = 1
+    while k < T:
+        H[:, k:] += A[:, k:] * H[:, :-k]  # the right side is a fresh tensor: no read-after-write overlap
+        A[:, k:] = A[:, k:] * A[:, :-k]
+        k *= 2
+    for c in range(1, nc):  # the state entering chunk c is the corrected last state of chunk c-1
         H[c].addcmul_(A[c], H[c - 1, -1:].expand_as(H[c]))
-    return H.reshape(nc * T, *rest)[:L]
+    if pad:
+        h.copy_(H.view(nc * T, *rest)[:L])
 
 
-_PATHS = {"sequential": _scan_sequential, "parallel": _scan_parallel}
+PATHS = {"sequential": _sequential, "parallel": _parallel}
 
 
-def _pick(mode: str, L: int):
+def pick_path(mode: str, L: int, slice_numel: int):
     if mode == "auto":
-        mode = "parallel" if L >= PARALLEL_FROM else "sequential"
+        mode = "parallel" if L >= PARALLEL_MIN_LEN and slice_numel <= PARALLEL_MAX_SLICE else "sequential"
     try:
-        return _PATHS[mode]
+        return PATHS[mode]
     except KeyError:
         raise ValueError(f"unknown scan mode {mode!r}; use 'auto', 'sequential' or 'parallel'") from None
 
 
-class LinearScan(torch.autograd.Function):
-    """h = scan(a, b) with h[t] = a[t] h[t-1] + b[t] along dim 0; a, b: [L, ...]."""
+def _reverse(scan, a: torch.Tensor, g: torch.Tensor) -> None:
+    """In place, from the end: g[t] <- g[t] + a[t+1] * g[t+1] (the adjoint recurrence)."""
+    if scan is _sequential:
+        for t in range(g.shape[0] - 2, -1, -1):
+            g[t].addcmul_(a[t + 1], g[t + 1])
+        return
+    a_next = torch.cat([a[1:], a.new_zeros((1, *a.shape[1:]))])
+    gf = g.flip(0)
+    scan(a_next.flip(0), gf)
+    g.copy_(gf.flip(0))
+
+
+def _time_major(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, L] -> contiguous [L, B, C]: every later [L, B, D, N] tensor inherits a dense layout."""
+    return x.permute(2, 0, 1).contiguous()
+
+
+class SelectiveScan(torch.autograd.Function):
+    """y[B, D, L] = read-out of the selective recurrence; delta already positive (softplus applied)."""
 
     @staticmethod
-    def forward(ctx, a, b, mode: str = "auto"):
-        scan = _pick(mode, a.shape[0])
-        with torch.no_grad():
-            h = scan(a.contiguous(), b.contiguous())
+    def forward(ctx, u, delta, A, B, C, mode: str = "auto"):
+        Bn, D, L = u.shape
+        N = A.shape[1]
+        scan = pick_path(mode, L, Bn * D * N)
+        dt, ut = _time_major(delta), _time_major(u)  # [L, B, D]
+        Bt, Ct = _time_major(B), _time_major(C)  # [L, B, N]
+        dA = torch.exp(dt.unsqueeze(-1) * A)  # [L, B, D, N]
+        h = (dt * ut).unsqueeze(-1) * Bt.unsqueeze(2)  # dBu, becomes h in place
+        scan(dA, h)
+        y = torch.matmul(h, Ct.unsqueeze(-1)).squeeze(-1)  # [L, B, D]
         ctx.scan = scan
-        ctx.save_for_backward(a, h)
-        return h
+        ctx.save_for_backward(u, delta, A, B, C, dA, h)
+        return y.permute(1, 2, 0)
 
     @staticmethod
-    def backward(ctx, gh):
-        a, h = ctx.saved_tensors
-        # g[t] = gh[t] + a[t+1] g[t+1]: a scan over the reversed sequence with a shifted by one
-        a_next = torch.cat([a[1:], a.new_zeros((1, *a.shape[1:]))])
-        g = ctx.scan(a_next.flip(0).contiguous(), gh.flip(0).contiguous()).flip(0)
-        h_prev = torch.cat([h.new_zeros((1, *h.shape[1:])), h[:-1]])
-        return g * h_prev, g, None
+    def backward(ctx, gy):
+        u, delta, A, B, C, dA, h = ctx.saved_tensors
+        dt, ut, gyt = _time_major(delta), _time_major(u), _time_major(gy)  # [L, B, D]
+        Bt, Ct = _time_major(B), _time_major(C)  # [L, B, N]
+        gC = torch.matmul(gyt.unsqueeze(-2), h).squeeze(-2)  # [L, B, N]
+        G = gyt.unsqueeze(-1) * Ct.unsqueeze(2)  # dL/dh_t from the read-out, [L, B, D, N]
+        _reverse(ctx.scan, dA, G)  # G_t = dL/dh_t = dL/d(dBu_t)
+        GB = torch.matmul(G, Bt.unsqueeze(-1)).squeeze(-1)  # sum_n G * B, [L, B, D]
+        gB = torch.matmul((dt * ut).unsqueeze(-2), G).squeeze(-2)  # [L, B, N]
+        # G becomes dL/d(delta*A) through exp: G_t * h_{t-1} * dA_t (in place: G is not needed any more)
+        T1 = G.mul_(dA)
+        T1[0].zero_()
+        T1[1:].mul_(h[:-1])
+        g_dt = (T1 * A).sum(-1) + ut * GB
+        g_u = dt * GB
+        gA = T1.mul_(dt.unsqueeze(-1)).sum((0, 1))
+        return (g_u.permute(1, 2, 0), g_dt.permute(1, 2, 0), gA, gB.permute(1, 2, 0), gC.permute(1, 2, 0), None)
 
 
 def linear_scan(a: torch.Tensor, b: torch.Tensor, mode: str = "auto") -> torch.Tensor:
-    """h[t] = a[t] * h[t-1] + b[t] along dim 0 (h[-1] = 0). a, b: [L, ...] -> h: [L, ...]."""
-    return LinearScan.apply(a, b, mode)
+    """h[t] = a[t] * h[t-1] + b[t] along dim 0 (h[-1] = 0), without autograd. a, b: [L, ...]."""
+    h = b.clone()
+    pick_path(mode, a.shape[0], a[0].numel())(a.contiguous(), h)
+    return h
 
 
-def _discretise(u, delta, A, B, delta_bias, delta_softplus):
+def _prepare(delta, delta_bias, delta_softplus):
     if delta_bias is not None:
         delta = delta + delta_bias[..., None]
-    if delta_softplus:
-        delta = F.softplus(delta)
-    dt = delta.permute(2, 0, 1)  # [L, B, D]
-    dA = torch.exp(dt.unsqueeze(-1) * A)  # [L, B, D, N]
-    dBu = (dt * u.permute(2, 0, 1)).unsqueeze(-1) * B.permute(2, 0, 1).unsqueeze(2)  # [L, B, D, N]
-    return dA, dBu
+    return F.softplus(delta) if delta_softplus else delta
 
 
 def _output(y, u, D, z):
@@ -125,18 +148,18 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
 
     u, delta, z: [B, D, L]; A: [D, N]; B, C: [B, N, L]; D, delta_bias: [D]. Returns y: [B, D, L].
     """
-    dA, dBu = _discretise(u, delta, A, B, delta_bias, delta_softplus)
-    h = linear_scan(dA, dBu, mode)  # [L, B, D, N]
-    y = torch.matmul(h, C.permute(2, 0, 1).unsqueeze(-1)).squeeze(-1)  # [L, B, D]
-    return _output(y.permute(1, 2, 0), u, D, z)
+    y = SelectiveScan.apply(u, _prepare(delta, delta_bias, delta_softplus), A, B, C, mode)
+    return _output(y, u, D, z)
 
 
 def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
     """Plain per-step loop, autograd throughout: the reference both CPU paths are tested against."""
-    dA, dBu = _discretise(u, delta, A, B, delta_bias, delta_softplus)
-    h = torch.zeros_like(dBu[0])
+    delta = _prepare(delta, delta_bias, delta_softplus)
+    dA = torch.exp(delta.unsqueeze(-1) * A[:, None])  # [B, D, L, N]
+    dBu = (delta * u).unsqueeze(-1) * B.transpose(1, 2).unsqueeze(1)  # [B, D, L, N]
+    h = torch.zeros_like(dBu[:, :, 0])
     ys = []
     for t in range(u.shape[-1]):
-        h = dA[t] * h + dBu[t]
+        h = dA[:, :, t] * h + dBu[:, :, t]
         ys.append(torch.einsum("bdn,bn->bd", h, C[:, :, t]))
     return _output(torch.stack(ys, dim=-1), u, D, z)

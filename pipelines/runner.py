@@ -24,6 +24,7 @@ from pytorch_lightning.loggers import MLFlowLogger
 from core.datadir import DataError
 from core.utils import deep_merge
 from pipelines import tracking
+from pipelines.callbacks import CALLBACKS
 from pipelines.config import ConfigError, check_keys, check_kwargs, flatten, parse_args
 from pipelines.pyfunc import PredictorModel, requirements
 
@@ -31,6 +32,7 @@ RUNNER_DEFAULTS = {
     "seed": 2023,
     "threads": None,  # None: $FFN_THREADS, else all cores
     "trainer": {"max_epochs": 10, "patience": 3, "enable_progress_bar": True},
+    "callbacks": {},  # name -> options, from pipelines.callbacks.CALLBACKS
     "mlflow": {"experiment": None, "model_name": None, "register": True, "run_name": None, "tags": {}},
 }
 
@@ -97,6 +99,7 @@ def _trainer(cfg: dict, logger, ckpt_dir) -> pl.Trainer:
                                  filename="best-{epoch}")]
     if patience:
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=patience))
+    callbacks += [CALLBACKS[name](**(opts or {})) for name, opts in cfg["callbacks"].items()]
     tcfg.setdefault("accelerator", "cpu")
     tcfg.setdefault("log_every_n_steps", 50)
     return pl.Trainer(logger=logger, callbacks=callbacks, default_root_dir=str(ckpt_dir), **tcfg)
@@ -110,6 +113,10 @@ def run(job: Job, argv: list[str] | None = None, cfg: dict | None = None) -> Res
     threads = set_threads(cfg)
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
     check_kwargs(pl.Trainer, {k: v for k, v in cfg["trainer"].items() if k != "patience"}, "trainer")
+    for name, opts in cfg["callbacks"].items():
+        if name not in CALLBACKS:
+            raise ConfigError(f"unknown callback {name!r}; known: {sorted(CALLBACKS)}")
+        check_kwargs(CALLBACKS[name], opts or {}, f"callbacks.{name}")
     dm, task = job.build(cfg)  # validates config and data before anything is written to MLflow
 
     mcfg = cfg["mlflow"]

@@ -1,10 +1,10 @@
-"""``python -m pipelines.bench <area> [options]``; areas: forecast, ssm."""
+"""``python -m pipelines.bench <area> [options]``; areas: forecast, ssm, ffn."""
 from __future__ import annotations
 
 import importlib
 import sys
 
-AREAS = {"forecast": "pipelines.bench.forecast", "ssm": "pipelines.bench.ssm"}
+AREAS = {"forecast": "pipelines.bench.forecast", "ssm": "pipelines.bench.ssm", "ffn": "pipelines.bench.ffn"}
 
 
 def main(argv: list[str]) -> int:

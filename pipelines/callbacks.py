@@ -37,8 +37,7 @@ class SelfGuidance(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         a = guidance(trainer.global_step, self.decay_steps)
         set_guidance(pl_module, a)
-        if batch_idx == 0:
-            pl_module.log("guidance", a, on_step=True, on_epoch=False)
+        pl_module.log("guidance", a, on_step=True, on_epoch=False)
 
 
 CALLBACKS = {"gradient_noise": GradientNoise, "self_guidance": SelfGuidance}

@@ -53,3 +53,12 @@ def test_linear_scan_paths_agree(L):
 def test_unknown_mode_is_an_error():
     with pytest.raises(ValueError, match="unknown scan mode"):
         selective_scan(**_inputs(4), mode="cuda")
+
+
+def test_auto_path_choice():
+    from core.ssm import _parallel, _sequential, pick_path
+
+    assert pick_path("auto", 11, 16 * 256 * 16) is _sequential
+    assert pick_path("auto", 1024, 16 * 256 * 16) is _sequential  # big slices: memory-bound, one pass wins
+    assert pick_path("auto", 1024, 2 * 8 * 4) is _parallel  # tiny slices: per-step overhead dominates
+    assert pick_path("parallel", 3, 10) is _parallel

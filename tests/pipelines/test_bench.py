@@ -1,0 +1,46 @@
+"""Benchmark commands run and log (quick modes, reduced further); they measure, the tests check the plumbing."""
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipelines import tracking
+
+pytestmark = pytest.mark.slow
+
+
+def _bench(*args):
+    return subprocess.run([sys.executable, "-m", "pipelines.bench", *args], capture_output=True, text=True, timeout=900)
+
+
+def test_forecast_bench_quick_has_parent_and_child_runs():
+    res = _bench("forecast", "--quick", "--models", "rlinear", "--max-epochs", "2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "| rlinear | ETTh1 | 96 |" in res.stdout and "0.386" in res.stdout
+    c = MlflowClient(tracking.tracking_uri())
+    runs = c.search_runs([c.get_experiment_by_name("bench").experiment_id])
+    parent = [r for r in runs if r.info.run_name == "bench-forecast-quick"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
+    assert len(parent) == 1 and len(children) == 1 and "test_mse" in children[0].data.metrics
+    assert "bench_forecast.md" in {a.path for a in c.list_artifacts(parent[0].info.run_id)}
+
+
+def test_bench_rejects_bad_configs_fast():
+    res = _bench("forecast", "--models", "informer")
+    assert res.returncode == 2 and "unknown forecast model 'informer'" in res.stderr
+    res = _bench("forecast", "--data", "ETTh9")
+    assert res.returncode == 2 and "unknown dataset 'ETTh9'" in res.stderr
+    res = _bench("ffn", "--variants", "mlp", "nope")
+    assert res.returncode == 2 and "unknown FFN variant(s) ['nope']" in res.stderr
+    res = _bench("warp")
+    assert res.returncode == 2 and "unknown benchmark area" in res.stderr
+
+
+def test_ssm_bench_quick_measures_both_implementations():
+    res = _bench("ssm", "--quick", "--reps", "1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "mambapy parallel ms" in res.stdout and "| train_step" in res.stdout
+    c = MlflowClient(tracking.tracking_uri())
+    (r,) = c.search_runs([c.get_experiment_by_name("bench").experiment_id])
+    assert {"scan_ratio_L11", "scan_ratio_L64", "smamba_train_step_ratio"} <= set(r.data.metrics)

@@ -58,12 +58,9 @@ class ForecastJob(Job):
     def input_example(self, dm):
         import pandas as pd
 
-        from apps.forecast.data import read_csv
-
-        dates, values, cols = read_csv(dm.path)
-        s = dm.ends[2] - dm.lookback  # the last lookback rows before the end of the test split
-        df = pd.DataFrame(values[s:dm.ends[2]].astype("float64"), columns=cols)
-        df.insert(0, "date", dates[s:dm.ends[2]].astype(str))
+        s, e = dm.ends[2] - dm.lookback, dm.ends[2]  # the last lookback rows of the test split
+        df = pd.DataFrame(dm.values[s:e].astype("float64"), columns=dm.columns)
+        df.insert(0, "date", dm.dates[s:e].astype(str))
         return df
 
     def data_params(self, dm) -> dict:

@@ -210,7 +210,7 @@ class ForecastData(pl.LightningDataModule):
         scaled = torch.from_numpy(self.scaler.transform(values).astype(np.float32))
         marks = torch.from_numpy(time_features(dates, self.freq) if self.use_time_features
                                  else np.zeros((len(values), 0), np.float32))
-        self.starts, self.ends, self.dates = starts, ends, dates
+        self.starts, self.ends, self.dates, self.values = starts, ends, dates, values  # values: original units
         self.sets = {name: Windows(scaled[s:e], marks[s:e], self.lookback, self.horizon)
                      for name, s, e in zip(("train", "val", "test"), starts, ends)}
         self._ready = True

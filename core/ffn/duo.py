@@ -24,8 +24,6 @@ SKIP, SMALL, BIG = 0, 1, 2
 class DuoFFN(nn.Module):
     """x[..., dim] -> per-token route (skip | small FFN | big FFN), [..., out]."""
 
-    COST = (0.0, None, 1.0)  # relative compute of skip / small (set in __init__) / big
-
     def __init__(self, dim: int, hidden: int | None = None, out: int | None = None, act=nn.GELU,
                  drop: float = 0.0, bias: bool = True, small_ratio: float = 0.25,
                  route_probs: tuple[float, float, float] = (0.2, 0.3, 0.5)):
@@ -35,7 +33,7 @@ class DuoFFN(nn.Module):
         self.small = Mlp(dim, max(1, int(hidden * small_ratio)), out, act, drop, bias)
         self.router = nn.Linear(dim, 3)
         self.register_buffer("route_probs", torch.tensor(route_probs, dtype=torch.float))
-        self.cost = (0.0, self.small.fc1.out_features / hidden, 1.0)
+        self.cost = (0.0, self.small.fc1.out_features / hidden, 1.0)  # relative compute of skip / small / big
         self.route: torch.Tensor | None = None  # forced routes [...], or None
         self.last_route: torch.Tensor | None = None
         self.router_logits: torch.Tensor | None = None

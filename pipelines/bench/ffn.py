@@ -5,7 +5,8 @@ For every variant, in one process, with the dense MLP as the baseline:
   after ``reparam()`` where the variant has one (median of repeated runs, ratio to the MLP);
 - a character-level GPT on tiny-shakespeare (nanoGPT's CPU recipe, same seed and batches): val loss;
 - S-Mamba on ETTh1 (L=96, H=96, the paper's settings, epochs capped): test MSE;
-- MoE: expert load on validation batches (max / uniform).
+- MoE: expert load on validation batches (max / uniform); CHESS: val loss after calibrating thresholds
+  to ``CHESS_SPARSITY`` of activations on 20 training batches.
 One MLflow run in the ``bench`` experiment with the table as an artifact.
 """
 from __future__ import annotations
@@ -19,9 +20,9 @@ import mlflow
 import torch
 
 from core.datadir import DataError
-from core.ffn import FFN, MoE, build_ffn, reparam_model, set_guidance
+from core.ffn import FFN, MoE, build_ffn, calibrate_chess, reparam_model, set_guidance
 from pipelines import tracking
-from pipelines.bench.charlm import evaluate, load_text, train
+from pipelines.bench.charlm import batches, evaluate, load_text, train
 from pipelines.bench.table import markdown
 from pipelines.config import ConfigError
 from pipelines.forecast import ForecastJob
@@ -31,6 +32,9 @@ VARIANTS = {  # name -> ffn_kw used in the comparison
     "mlp": {}, "swiglu": {}, "lowrank": {}, "blockdense": {}, "moe": {"experts": 4, "top_k": 1},
     "repa": {"idle": 0.75}, "chess": {}, "duo": {},
 }
+
+
+CHESS_SPARSITY = 0.5
 
 
 @torch.no_grad()
@@ -65,12 +69,12 @@ def parse(argv):
     ap = argparse.ArgumentParser(prog="python -m pipelines.bench ffn", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="200 LM iterations, a short S-Mamba run")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
-    ap.add_argument("--iters", type=int, default=2000, help="char-LM iterations (nanoGPT: 2000)")
-    ap.add_argument("--epochs", type=int, default=3, help="S-Mamba epochs per variant")
+    ap.add_argument("--iters", type=int, default=None, help="char-LM iterations (default 2000 as nanoGPT; quick 200)")
+    ap.add_argument("--epochs", type=int, default=None, help="S-Mamba epochs per variant (default 3; quick 1)")
     ap.add_argument("--threads", type=int, default=None)
     a = ap.parse_args(argv)
-    if a.quick:
-        a.iters, a.epochs = 200, 1
+    a.iters = a.iters or (200 if a.quick else 2000)
+    a.epochs = a.epochs or (1 if a.quick else 3)
     return a
 
 
@@ -96,11 +100,16 @@ def main(argv: list[str]) -> int:
             kw = VARIANTS.get(name, {})
             sp = ffn_speed(name, kw, reps)
             lm = train(name, kw, a.iters, text=text)
-            load = ""
+            extra = ""
             if name == "moe":
                 moes = [m for m in lm["model"].modules() if isinstance(m, MoE)]
                 evaluate(lm["model"], text[1], 64, 12, iters=5)
-                load = f"{max(float(m.load.max()) * len(m.experts) for m in moes):.2f}x"
+                extra = f"max expert load {max(float(m.load.max()) * len(m.experts) for m in moes):.2f}x uniform"
+            elif name == "chess":  # thresholds from 20 training batches, then the same validation batches
+                gen = torch.Generator().manual_seed(7)
+                calibrate_chess(lm["model"], [batches(text[0], 64, 12, gen)[0] for _ in range(20)], CHESS_SPARSITY)
+                sparse = evaluate(lm["model"], text[1], 64, 12)
+                extra = f"val loss {sparse:.3f} at {CHESS_SPARSITY:.0%} activation sparsity"
             user = {"model": {"name": "s_mamba", "ffn": name, "ffn_kw": kw}, "data": {"data": "ETTh1", "horizon": 96},
                     "trainer": {"max_epochs": a.epochs, "enable_progress_bar": False, "enable_model_summary": False},
                     "mlflow": {"experiment": "bench", "register": False, "run_name": f"ffn-{name}-s_mamba",
@@ -112,12 +121,12 @@ def main(argv: list[str]) -> int:
             rows.append([name, f"{sp['params'] / base['params']:.2f}", f"{sp['latency'] * 1e3:.2f}",
                          f"{base['latency'] / sp['latency']:.2f}x",
                          f"{rep * 1e3:.2f} ({base['latency'] / rep:.2f}x)" if rep else "-",
-                         f"{lm['val_loss']:.3f}", f"{lm['train_seconds']:.0f}", f"{fc.metrics['test_mse']:.4f}", load or "-"])
+                         f"{lm['val_loss']:.3f}", f"{lm['train_seconds']:.0f}", f"{fc.metrics['test_mse']:.4f}", extra or "-"])
             mlflow.log_metrics({f"{name}.lm_val_loss": lm["val_loss"], f"{name}.smamba_test_mse": fc.metrics["test_mse"],
                                 f"{name}.latency_ms": sp["latency"] * 1e3})
             print(" | ".join(rows[-1]), f"({time.time() - t0:.0f}s)", flush=True)
         header = ["ffn", "params / mlp", "fwd ms", "speed vs mlp", "fwd ms after reparam (vs mlp)",
-                  f"char-LM val loss ({a.iters} it)", "LM train s", f"S-Mamba ETTh1 MSE ({a.epochs} ep)", "MoE max load"]
+                  f"char-LM val loss ({a.iters} it)", "LM train s", f"S-Mamba ETTh1 MSE ({a.epochs} ep)", "variant-specific"]
         table = markdown(header, rows)
         mlflow.log_text(table, "bench_ffn.md")
     print(table)

@@ -44,3 +44,11 @@ def test_ssm_bench_quick_measures_both_implementations():
     c = MlflowClient(tracking.tracking_uri())
     (r,) = c.search_runs([c.get_experiment_by_name("bench").experiment_id])
     assert {"scan_ratio_L11", "scan_ratio_L64", "smamba_train_step_ratio"} <= set(r.data.metrics)
+
+
+def test_ffn_bench_quick_rows_for_each_variant():
+    res = _bench("ffn", "--quick", "--variants", "mlp", "moe", "chess", "--iters", "20")
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [line for line in res.stdout.splitlines() if line.startswith("| ") and "ffn" not in line]
+    assert [r.split("|")[1].strip() for r in rows] == ["mlp", "moe", "chess"]
+    assert "max expert load" in res.stdout and "at 50% activation sparsity" in res.stdout

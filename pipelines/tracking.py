@@ -53,3 +53,10 @@ def activate() -> str:
         _SET_BY_US.add(uri)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+def use_experiment(name: str) -> str:
+    """Make ``name`` the active experiment, creating it with the project's artifact location if new."""
+    if mlflow.get_experiment_by_name(name) is None:
+        mlflow.create_experiment(name, artifact_location=artifact_location(name))
+    return mlflow.set_experiment(name).experiment_id

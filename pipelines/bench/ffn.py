@@ -90,7 +90,7 @@ def main(argv: list[str]) -> int:
         return 2
     threads = set_threads({"threads": a.threads})
     tracking.activate()
-    mlflow.set_experiment("bench")
+    tracking.use_experiment("bench")
     job, rows, t0 = ForecastJob(), [], time.time()
     reps = 5 if a.quick else 20
     base = ffn_speed("mlp", {}, reps)

@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
     job = ForecastJob()
     threads = set_threads({"threads": a.threads})
     tracking.activate()
-    mlflow.set_experiment("bench")
+    tracking.use_experiment("bench")
     rows, t0 = [], time.time()
     with mlflow.start_run(run_name="bench-forecast" + ("-quick" if a.quick else "")) as parent:
         mlflow.log_params({"models": ",".join(a.models), "data": ",".join(a.data), "threads": threads,

@@ -190,7 +190,7 @@ def main(argv: list[str]) -> int:
                              f"{sm['ours'][k] / sm['mambapy'][k]:.2f}"] for k in ("train_step", "inference")])
     metrics.update({f"smamba_{k}_ratio": sm["ours"][k] / sm["mambapy"][k] for k in ("train_step", "inference")})
     tracking.activate()
-    mlflow.set_experiment("bench")
+    tracking.use_experiment("bench")
     with mlflow.start_run(run_name="bench-ssm" + ("-quick" if a.quick else "")):
         mlflow.log_params({"threads": threads, "reps": reps, "batch": BATCH, "d_inner": D_INNER, "d_state": D_STATE})
         mlflow.log_metrics(metrics)

@@ -98,14 +98,13 @@ class SelectiveScan(torch.autograd.Function):
         scan(dA, h)
         y = torch.matmul(h, Ct.unsqueeze(-1)).squeeze(-1)  # [L, B, D]
         ctx.scan = scan
-        ctx.save_for_backward(u, delta, A, B, C, dA, h)
+        ctx.save_for_backward(dt, ut, A, Bt, Ct, dA, h)  # time-major copies, reused by backward
         return y.permute(1, 2, 0)
 
     @staticmethod
     def backward(ctx, gy):
-        u, delta, A, B, C, dA, h = ctx.saved_tensors
-        dt, ut, gyt = _time_major(delta), _time_major(u), _time_major(gy)  # [L, B, D]
-        Bt, Ct = _time_major(B), _time_major(C)  # [L, B, N]
+        dt, ut, A, Bt, Ct, dA, h = ctx.saved_tensors  # [L, B, D] x2, [D, N], [L, B, N] x2, [L, B, D, N] x2
+        gyt = _time_major(gy)  # [L, B, D]
         gC = torch.matmul(gyt.unsqueeze(-2), h).squeeze(-2)  # [L, B, N]
         G = gyt.unsqueeze(-1) * Ct.unsqueeze(2)  # dL/dh_t from the read-out, [L, B, D, N]
         _reverse(ctx.scan, dA, G)  # G_t = dL/dh_t = dL/d(dBu_t)

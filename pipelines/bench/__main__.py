@@ -1,10 +1,11 @@
-"""``python -m pipelines.bench <area> [options]``; areas: forecast, ssm, ffn."""
+"""``python -m pipelines.bench <area> [options]``; areas: forecast, ssm, ffn, graph."""
 from __future__ import annotations
 
 import importlib
 import sys
 
-AREAS = {"forecast": "pipelines.bench.forecast", "ssm": "pipelines.bench.ssm", "ffn": "pipelines.bench.ffn"}
+AREAS = {"forecast": "pipelines.bench.forecast", "ssm": "pipelines.bench.ssm", "ffn": "pipelines.bench.ffn",
+         "graph": "pipelines.bench.graph"}
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,219 @@
+"""Graph datasets from PyG's own classes, read offline from the data directory, validated, full-batch.
+
+``GraphData(dataset="Cora", split="public")`` finds ``$FFN_DATA_DIR/graph/Planetoid/Cora/raw/ind.cora.*``,
+copies the raw files to a writable cache (PyG writes ``processed/`` beside ``raw/``), and loads them with
+``torch_geometric.datasets.Planetoid``. Names:
+
+- ``Cora``, ``CiteSeer``, ``PubMed`` -> ``Planetoid``; ``Cora_ML`` (and any CitationFull name) -> ``CitationFull``;
+- ``Class/Name`` for any other PyG dataset class whose raw files are under ``graph/<Class>/`` (``Amazon/Photo``).
+
+Splits: ``public`` (the dataset's own masks), ``geom-gcn:K`` (Planetoid's 10 geom-gcn splits),
+``forwardgnn:K`` (the ForwardGNN paper's 5 official node splits, Cora_ML), ``random:TRAIN/VAL`` (fractions,
+stratified-free uniform split from ``seed``). A missing dataset raises :class:`DataError` naming the folder and
+the files expected instead of trying to download.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from core.datadir import DataError, data_dir
+
+PLANETOID = ("cora", "citeseer", "pubmed")
+CITATIONFULL = ("cora", "cora_ml", "citeseer", "dblp", "pubmed")
+
+
+def cache_dir() -> Path:
+    """Writable place for PyG's processed files: ``$FFN_CACHE`` or ``~/.cache/ffn-pipelines``."""
+    env = os.environ.get("FFN_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "ffn-pipelines"
+
+
+def dataset_class(name: str) -> tuple[type, str | None]:
+    """``"Cora"`` -> (Planetoid, "Cora"); ``"Cora_ML"`` -> (CitationFull, "Cora_ML"); ``"Amazon/Photo"``."""
+    import torch_geometric.datasets as D
+
+    if "/" in name:
+        cls_name, sub = name.split("/", 1)
+        cls = getattr(D, cls_name, None)
+        if cls is None or not isinstance(cls, type):
+            raise DataError(f"unknown PyG dataset class {cls_name!r} in {name!r}")
+        return cls, sub or None
+    if name.lower() in PLANETOID:
+        return D.Planetoid, name
+    if name.lower() in CITATIONFULL:
+        return D.CitationFull, name
+    cls = getattr(D, name, None)
+    if isinstance(cls, type):
+        return cls, None
+    raise DataError(f"unknown graph dataset {name!r}: use Cora, CiteSeer, PubMed, Cora_ML or 'PyGClass/Name'")
+
+
+def _offline(cls: type) -> type:
+    """A subclass whose download() fails with the folder and the files it expected."""
+
+    def download(self):
+        missing = [f for f in self.raw_file_names if not (Path(self.raw_dir) / f).exists()]
+        src = Path(self.raw_dir).relative_to(cache_dir()) if Path(self.raw_dir).is_relative_to(cache_dir()) else None
+        where = data_dir() / src if src else Path(self.raw_dir)
+        raise DataError(f"{where}: dataset files missing: {', '.join(missing) or self.raw_file_names}. Put PyG's raw "
+                        f"files there (see ../shared/data/graph/SOURCES.md) or set FFN_DATA_DIR; nothing is downloaded.")
+
+    return type(cls.__name__, (cls,), {"download": download})
+
+
+def load(name: str, root: Path | None = None):
+    """-> (PyG dataset, its first graph), reading ``graph/<Class>/...`` through a writable copy."""
+    cls, sub = dataset_class(name)
+    src = (root or data_dir()) / "graph" / cls.__name__
+    dst = cache_dir() / "graph" / cls.__name__
+    if src.is_dir():
+        for f in src.rglob("*"):
+            if f.is_file() and "processed" not in f.parts:
+                out = dst / f.relative_to(src)
+                if not out.exists() or out.stat().st_size != f.stat().st_size:
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(f, out)
+    kw = {"name": sub} if sub is not None else {}
+    try:
+        ds = _offline(cls)(str(dst), **kw)
+    except DataError:
+        raise
+    except (ValueError, KeyError, OSError) as e:
+        raise DataError(f"{src}: PyG's {cls.__name__} could not read the files: {e}") from e
+    return ds, ds[0]
+
+
+def forwardgnn_split(k: int, n: int, root: Path | None = None) -> tuple[torch.Tensor, ...]:
+    """ForwardGNN's official node split ``k`` (0-4) of CitationFull Cora_ML as boolean masks."""
+    folder = (root or data_dir()) / "graph" / "forwardgnn-datasplits" / "CitationFull-Cora_ML" / "node-5splits"
+    masks = []
+    for part in ("train", "val", "test"):
+        f = folder / f"{part}-node-index-split{k}.pt"
+        if not f.exists():
+            raise DataError(f"{f}: missing (ForwardGNN official splits, expected {part}-node-index-split0..4.pt)")
+        idx = torch.load(f).long()
+        if idx.numel() and (idx.min() < 0 or idx.max() >= n):
+            raise DataError(f"{f}: node index {int(idx.max())} out of range for {n} nodes")
+        m = torch.zeros(n, dtype=torch.bool)
+        m[idx] = True
+        masks.append(m)
+    return tuple(masks)
+
+
+def apply_split(data, split: str, seed: int = 0, name: str = "", root: Path | None = None):
+    """Set ``data.train_mask/val_mask/test_mask`` (1-D boolean) for ``split``; returns ``data``."""
+    n = data.num_nodes
+    kind, _, arg = split.partition(":")
+    if kind == "public":
+        if getattr(data, "train_mask", None) is None:
+            raise DataError(f"{name}: has no public split; use split random:0.6/0.2 or forwardgnn:K")
+        if data.train_mask.dim() == 2:  # geom-gcn style stacked masks: take the first
+            for k in ("train_mask", "val_mask", "test_mask"):
+                data[k] = data[k][:, 0]
+    elif kind == "geom-gcn":
+        k = int(arg or 0)
+        if getattr(data, "train_mask", None) is None or data.train_mask.dim() != 2:
+            raise DataError(f"{name}: split geom-gcn needs the dataset loaded with its 10 geom-gcn masks")
+        for m in ("train_mask", "val_mask", "test_mask"):
+            data[m] = data[m][:, k]
+    elif kind == "forwardgnn":
+        data.train_mask, data.val_mask, data.test_mask = forwardgnn_split(int(arg or 0), n, root)
+    elif kind == "random":
+        tr, _, va = (arg or "0.6/0.2").partition("/")
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        a, b = int(float(tr) * n), int((float(tr) + float(va or 0.2)) * n)
+        data.train_mask, data.val_mask, data.test_mask = (torch.zeros(n, dtype=torch.bool) for _ in range(3))
+        data.train_mask[perm[:a]], data.val_mask[perm[a:b]], data.test_mask[perm[b:]] = True, True, True
+    else:
+        raise DataError(f"unknown split {split!r}: public, geom-gcn:K, forwardgnn:K or random:TRAIN/VAL")
+    return data
+
+
+def validate(data, name: str) -> None:
+    """One clear error per problem: edges out of range, feature rows != nodes, unlabeled train nodes, empty split."""
+    n = data.num_nodes
+    if data.x is None or data.x.dim() != 2:
+        raise DataError(f"{name}: node features x must be a [num_nodes, F] matrix, got {getattr(data.x, 'shape', None)}")
+    if data.x.size(0) != n:
+        raise DataError(f"{name}: feature matrix has {data.x.size(0)} rows but the graph has {n} nodes")
+    ei = data.edge_index
+    if ei.dim() != 2 or ei.size(0) != 2:
+        raise DataError(f"{name}: edge_index must have shape [2, E], got {tuple(ei.shape)}")
+    if ei.numel():
+        bad = ((ei < 0) | (ei >= n)).any(0).nonzero()
+        if bad.numel():
+            j = int(bad[0])
+            raise DataError(f"{name}: edge {j} ({int(ei[0, j])} -> {int(ei[1, j])}) is out of range for {n} nodes "
+                            f"({bad.numel()} such edges)")
+    if not torch.isfinite(data.x).all():
+        row = int((~torch.isfinite(data.x)).any(1).nonzero()[0])
+        raise DataError(f"{name}: node {row} has a NaN or infinite feature")
+    y = data.y
+    if y is None or y.size(0) != n:
+        raise DataError(f"{name}: labels y must have one entry per node ({n}), got {getattr(y, 'shape', None)}")
+    for part in ("train", "val", "test"):
+        m = data[f"{part}_mask"]
+        if int(m.sum()) == 0:
+            raise DataError(f"{name}: the {part} split is empty")
+    unlabeled = (data.train_mask & (y < 0)).nonzero()
+    if unlabeled.numel():
+        raise DataError(f"{name}: {unlabeled.numel()} training nodes have no label (first: node {int(unlabeled[0])})")
+
+
+def fingerprint(data, split: str, name: str) -> dict:
+    """What identifies the data a model saw: graph sizes, a hash of edges/features/labels, split sizes."""
+    h = hashlib.sha256()
+    for t in (data.edge_index, data.x, data.y, data.train_mask, data.val_mask, data.test_mask):
+        h.update(t.contiguous().numpy().tobytes())
+    return {"dataset": name, "split": split, "nodes": data.num_nodes, "edges": data.edge_index.size(1),
+            "features": data.x.size(1), "sha256": h.hexdigest()[:16], "train_nodes": int(data.train_mask.sum()),
+            "val_nodes": int(data.val_mask.sum()), "test_nodes": int(data.test_mask.sum())}
+
+
+class GraphData(pl.LightningDataModule):
+    """One graph, full batch: every loader yields the same ``Data`` (x[N, F], edge_index[2, E], y[N], masks)."""
+
+    def __init__(self, dataset: str = "Cora", split: str = "public", seed: int = 0, root: str | None = None,
+                 normalize_features: bool = True):
+        super().__init__()
+        self.name, self.split, self.seed, self.normalize_features = dataset, split, seed, normalize_features
+        self.root = Path(root) if root else None
+        self.data = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data is not None:
+            return
+        kw = {}
+        cls, sub = dataset_class(self.name)
+        if self.split.startswith("geom-gcn"):
+            kw = {"split": "geom-gcn"}
+        ds, data = self._load(cls, sub, kw)
+        data = apply_split(data, self.split, self.seed, self.name, self.root)
+        validate(data, self.name)
+        if self.normalize_features:  # Kipf & Welling's preprocessing: each row sums to 1
+            data.x = data.x / data.x.sum(1, keepdim=True).clamp(min=1e-12)
+        self.data, self.num_classes = data, int(data.y.max()) + 1
+        self.num_features = data.x.size(1)
+
+    def _load(self, cls, sub, kw):
+        if not kw:
+            return load(self.name, self.root)
+        # Planetoid(split="geom-gcn") reads <root>/<Name>/geom-gcn/raw; load() copies that tree too
+        load(self.name, self.root)
+        ds = _offline(cls)(str(cache_dir() / "graph" / cls.__name__), name=sub, **kw)
+        return ds, ds[0]
+
+    def fingerprint(self) -> dict:
+        return fingerprint(self.data, self.split, self.name)
+
+    def _loader(self):
+        return DataLoader([self.data], batch_size=None, collate_fn=None)
+
+    train_dataloader = val_dataloader = test_dataloader = predict_dataloader = _loader

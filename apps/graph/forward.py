@@ -1,0 +1,258 @@
+"""Forward learning of GNNs (Park et al., "Forward Learning of Graph Neural Networks", ICLR 2024): every layer is
+trained on its own, with its own optimiser and a local loss; inputs are detached between layers; no
+end-to-end backward pass.
+
+- ``SingleForwardGNN`` (SF): the graph is augmented with one virtual node per class, joined (both directions)
+  to that class's *training* nodes only; virtual nodes carry fixed random features. Layer l maps the
+  (row L2-normalised, detached) output of layer l-1 to embeddings; its loss is the cross-entropy of
+  ``softmax_c(<h_i, h_vc> / T)`` over the training nodes i. Prediction sums those softmaxes over the layers.
+- ``ForwardForwardGNN`` (FF+LA): Hinton's forward-forward with the label appended to the node features: a
+  training node with its true label is positive, with a wrong label negative; non-training nodes carry a uniform
+  label vector. Goodness g = mean(h²); loss = BCE(g - theta). Prediction appends each class to the nodes being
+  classified and picks the class with the largest goodness summed over layers.
+
+Layers are trained one after another (``epochs`` each, early-stopped on validation accuracy with ``patience``,
+best state restored) inside one Lightning fit with manual optimisation. ``n_active`` (a buffer, so it is in
+checkpoints) is how many layers prediction uses; ``val_loss`` = 1 - validation accuracy.
+"""
+from __future__ import annotations
+
+import copy
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from apps.graph.conv import GCNConv, GraphCache, gcn_norm
+from core.sparse import SparseOperator
+
+
+def _l2rows(x: torch.Tensor) -> torch.Tensor:
+    return x / (x.norm(dim=1, keepdim=True) + 1e-8)
+
+
+def _normalised_input(x: torch.Tensor):
+    """Row-normalised first-layer input; a SparseOperator when x is mostly zeros (bag-of-words features)."""
+    x = _l2rows(x)
+    return SparseOperator.from_dense(x) if int(torch.count_nonzero(x)) < 0.1 * x.numel() else x
+
+
+class _Layer(nn.Module):
+    """normalise rows -> GCN conv -> ReLU. A SparseOperator input is taken as already normalised."""
+
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__()
+        self.conv = GCNConv(d_in, d_out)
+
+    def forward(self, x, adj):
+        return F.relu(self.conv(x if isinstance(x, SparseOperator) else _l2rows(x.detach()), adj))
+
+
+class _LayerwiseTask(pl.LightningModule):
+    """Shared schedule: train layer ``phase`` until its patience runs out, keep its best state, move on."""
+
+    def __init__(self, dims: list[int], lr: float, weight_decay: float, epochs: int, patience: int):
+        super().__init__()
+        self.automatic_optimization = False
+        self.layers = nn.ModuleList(_Layer(dims[i], dims[i + 1]) for i in range(len(dims) - 1))
+        self.lr, self.weight_decay, self.epochs, self.patience = lr, weight_decay, epochs, patience
+        self.register_buffer("n_active", torch.tensor(1))
+        self.phase, self._phase_epoch, self._best, self._bad, self._best_state = 0, 0, -1.0, 0, None
+        self.best_val, self.best_test = -1.0, float("nan")
+        self._adj, self._x0, self._frozen = GraphCache(), GraphCache(), {}
+
+    # -- graph plumbing, filled by subclasses
+    def augmented(self, data):
+        raise NotImplementedError
+
+    def adj(self, edge_index, n):
+        return self._adj.get(edge_index, lambda: gcn_norm(edge_index, n))
+
+    def run_layers(self, x0: torch.Tensor, adj, upto: int, key=None) -> list[torch.Tensor]:
+        """Outputs of layers 0..upto-1 from the first-layer input x0 (each layer sees a detached input)."""
+        hs, h = [], self.first_input(x0)
+        for layer in self.layers[:upto]:
+            h = layer(h, adj)
+            hs.append(h)
+        return hs
+
+    def first_input(self, x0: torch.Tensor):
+        return x0
+
+    def phase_input(self, x0: torch.Tensor, adj, k: int, tag: str = ""):
+        """Input of layer k during its training phase: the frozen layers' output, computed once per phase."""
+        if k == 0:
+            return self.first_input(x0)
+        key = (tag, k)
+        if key not in self._frozen:
+            self._frozen.clear()
+            with torch.no_grad():
+                self._frozen[key] = self.run_layers(x0, adj, k)[-1]
+        return self._frozen[key]
+
+    def configure_optimizers(self):
+        return [torch.optim.Adam(layer.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+                for layer in self.layers]
+
+    def on_train_epoch_start(self):
+        for i, layer in enumerate(self.layers):
+            layer.requires_grad_(i == self.phase)
+
+    def training_step(self, data, batch_idx):
+        opt = self.optimizers()[self.phase] if len(self.layers) > 1 else self.optimizers()
+        loss = self.local_loss(data, self.phase)
+        opt.zero_grad()
+        self.manual_backward(loss)
+        opt.step()
+        self.log(f"train_loss_layer{self.phase}", loss, on_step=False, on_epoch=True, batch_size=1)
+
+    def validation_step(self, data, batch_idx):
+        self.n_active.fill_(self.phase + 1)
+        pred = self.predict_classes(data)
+        val_acc = (pred[data.val_mask] == data.y[data.val_mask]).float().mean()
+        test_acc = (pred[data.test_mask] == data.y[data.test_mask]).float().mean()
+        if float(val_acc) > self.best_val:
+            self.best_val, self.best_test = float(val_acc), float(test_acc)
+        self.log_dict({"val_acc": val_acc, "val_loss": 1.0 - val_acc, "layer": float(self.phase)},
+                      prog_bar=True, batch_size=1)
+        self._advance(float(val_acc))
+
+    def _advance(self, val_acc: float) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self._phase_epoch += 1
+        if val_acc > self._best:
+            self._best, self._bad = val_acc, 0
+            self._best_state = copy.deepcopy(self.layers[self.phase].state_dict())
+        else:
+            self._bad += 1
+        if self._bad >= self.patience or self._phase_epoch >= self.epochs:
+            if self._best_state is not None:
+                self.layers[self.phase].load_state_dict(self._best_state)
+            if self.phase + 1 >= len(self.layers):
+                self.trainer.should_stop = True
+                return
+            self.phase += 1
+            self._phase_epoch, self._best, self._bad, self._best_state = 0, -1.0, 0, None
+
+    def test_step(self, data, batch_idx):
+        pred = self.predict_classes(data)
+        self.log("test_acc", (pred[data.test_mask] == data.y[data.test_mask]).float().mean(), batch_size=1)
+
+    def forward(self, x, edge_index):
+        raise NotImplementedError
+
+
+class SingleForwardGNN(_LayerwiseTask):
+    """SF. dims = [F, hidden, ..., hidden]; the class scores come from the virtual nodes, no output layer."""
+
+    def __init__(self, in_channels: int, num_classes: int, hidden: int = 128, layers: int = 2, lr: float = 1e-3,
+                 weight_decay: float = 0.0, epochs: int = 1000, patience: int = 100, temperature: float = 1.0):
+        super().__init__([in_channels] + [hidden] * layers, lr, weight_decay, epochs, patience)
+        self.num_classes, self.temperature = num_classes, temperature
+        g = torch.Generator().manual_seed(0)
+        self.register_buffer("virtual_x", torch.randn(num_classes, in_channels, generator=g))
+        self._aug = GraphCache()
+        self.register_buffer("train_nodes", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("train_labels", torch.zeros(0, dtype=torch.long))
+
+    def on_fit_start(self):
+        data = self.trainer.datamodule.data
+        self.train_nodes = data.train_mask.nonzero().flatten()
+        self.train_labels = data.y[self.train_nodes]
+
+    def first_input(self, x0):
+        return self._x0.get(x0, lambda: _normalised_input(x0))  # x0 is the cached augmented features
+
+    def augmented(self, x, edge_index):
+        """x + virtual nodes; edges + (train node <-> its class's virtual node). Cached per graph."""
+        return self._aug.get(x, lambda: self._augment(x, edge_index))
+
+    def _augment(self, x, edge_index):
+        n = x.size(0)
+        v = n + self.train_labels
+        aug_edges = torch.cat([edge_index, torch.stack([self.train_nodes, v]), torch.stack([v, self.train_nodes])], 1)
+        return torch.cat([x, self.virtual_x]), aug_edges
+
+    def embeddings(self, x, edge_index, upto: int):
+        """Per-layer embeddings of the augmented graph (layers 0..upto-1)."""
+        ax, ae = self.augmented(x, edge_index)
+        return self.run_layers(ax, self.adj(ae, ax.size(0)), upto)
+
+    def _logits(self, h, n):
+        return h[:n] @ h[n:].t() / self.temperature
+
+    def local_loss(self, data, k):
+        ax, ae = self.augmented(data.x, data.edge_index)
+        adj = self.adj(ae, ax.size(0))
+        h = self.layers[k](self.phase_input(ax, adj, k), adj)
+        logits = self._logits(h, data.num_nodes)[self.train_nodes]
+        return F.cross_entropy(logits, self.train_labels)
+
+    @torch.no_grad()
+    def scores(self, x, edge_index):
+        hs = self.embeddings(x, edge_index, int(self.n_active))
+        return sum(torch.softmax(self._logits(h, x.size(0)), -1) for h in hs)
+
+    def predict_classes(self, data):
+        return self.scores(data.x, data.edge_index).argmax(-1)
+
+    def forward(self, x, edge_index):
+        return self.scores(x, edge_index)
+
+
+class ForwardForwardGNN(_LayerwiseTask):
+    """FF+LA. dims = [F + C, hidden, ..., hidden]; goodness threshold ``theta`` on mean(h²)."""
+
+    def __init__(self, in_channels: int, num_classes: int, hidden: int = 128, layers: int = 2, lr: float = 1e-3,
+                 weight_decay: float = 0.0, epochs: int = 1000, patience: int = 100, theta: float = 0.1):
+        super().__init__([in_channels + num_classes] + [hidden] * layers, lr, weight_decay, epochs, patience)
+        self.num_classes, self.theta = num_classes, theta
+        self.register_buffer("train_nodes", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("train_labels", torch.zeros(0, dtype=torch.long))
+
+    def on_fit_start(self):
+        data = self.trainer.datamodule.data
+        self.train_nodes = data.train_mask.nonzero().flatten()
+        self.train_labels = data.y[self.train_nodes]
+
+    def _with_labels(self, x, train_labels, others=None):
+        """x | label vector: training nodes get ``train_labels``; the rest uniform or class ``others``."""
+        lab = torch.full((x.size(0), self.num_classes), 1.0 / self.num_classes, device=x.device)
+        if others is not None:
+            lab = F.one_hot(torch.full((x.size(0),), others, device=x.device), self.num_classes).float()
+        lab[self.train_nodes] = F.one_hot(train_labels, self.num_classes).float()
+        return torch.cat([x, lab], 1)
+
+    def _goodness(self, x, edge_index, upto):
+        hs = self.run_layers(x, self.adj(edge_index, x.size(0)), upto)
+        return [h.pow(2).mean(1) for h in hs], (hs[-1] if hs else x)
+
+    def local_loss(self, data, k):
+        wrong = (self.train_labels + torch.randint(1, self.num_classes, self.train_labels.shape,
+                                                   device=self.train_labels.device)) % self.num_classes
+        loss = 0.0
+        for labels, target in ((self.train_labels, 1.0), (wrong, 0.0)):
+            x = self._with_labels(data.x, labels)
+            with torch.no_grad():
+                _, h = self._goodness(x, data.edge_index, k)
+            h = self.layers[k](h if k else x, self.adj(data.edge_index, x.size(0)))
+            g = h.pow(2).mean(1)[self.train_nodes] - self.theta
+            loss = loss + F.binary_cross_entropy_with_logits(g, torch.full_like(g, target))
+        return loss / 2
+
+    @torch.no_grad()
+    def scores(self, x, edge_index):
+        """[N, C]: goodness summed over the active layers with class c appended to every non-training node."""
+        cols = []
+        for c in range(self.num_classes):
+            gs, _ = self._goodness(self._with_labels(x, self.train_labels, others=c), edge_index, int(self.n_active))
+            cols.append(sum(gs))
+        return torch.stack(cols, 1)
+
+    def predict_classes(self, data):
+        return self.scores(data.x, data.edge_index).argmax(-1)
+
+    def forward(self, x, edge_index):
+        return self.scores(x, edge_index)

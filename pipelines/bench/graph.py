@@ -1,0 +1,235 @@
+"""``python -m pipelines.bench graph``: the graph app's published figures beside ours, and its speed.
+
+Sections (``--sections``): ``node`` GCN on the public Planetoid splits (Kipf & Welling); ``forward`` BP vs
+ForwardGNN-SF on CitationFull Cora_ML, the 5 official splits; ``init`` Xavier / Kaiming / Virgo at depth 2-8 on
+Cora; ``link`` NetInfoF vs a GCN auto-encoder, Hits@100; ``speed`` full-batch GCN epoch, ours vs PyG's GCNConv.
+Accuracies are test accuracy at the best validation epoch, mean ± std over seeds / splits. One MLflow run in the
+``bench`` experiment with every table as an artifact. ``--quick``: fewer seeds, splits and depths.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import time
+import warnings
+
+import mlflow
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from apps.graph.data import GraphData
+from apps.graph.forward import SingleForwardGNN
+from apps.graph.init import initialize, variance_profile
+from apps.graph.metrics import hits_at_k, split_edges
+from apps.graph.models import GNN
+from apps.graph.netinfof import NetInfoFAct, fit_act, node_embeddings, probe
+from apps.graph.task import NodeClassifier
+from core.datadir import DataError
+from pipelines import tracking
+from pipelines.bench.table import markdown
+from pipelines.runner import set_threads
+
+SECTIONS = ("node", "forward", "init", "link", "speed")
+PAPER_NODE = {"Cora": 81.5, "CiteSeer": 70.3}
+PAPER_FORWARD = {("bp", 2): "86.84 ± 1.0", ("sf", 2): "87.95 ± 1.4", ("bp", 3): "88.65", ("sf", 3): "88.15"}
+PAPER_LINK = {"Cora": (81.3, 67.1), "CiteSeer": (87.3, 60.4)}  # NetInfoF, GCN (Hits@100, NetInfoF Table)
+
+
+def _fmt(v: list[float]) -> str:
+    return f"{statistics.mean(v):.2f}" + (f" ± {statistics.stdev(v):.2f}" if len(v) > 1 else "")
+
+
+def _fit(task, dm, max_epochs: int, patience: int | None = None) -> float:
+    cbs = [pl.callbacks.EarlyStopping("val_acc", mode="max", patience=patience)] if patience else []
+    tr = pl.Trainer(max_epochs=max_epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False, callbacks=cbs, num_sanity_val_steps=0)
+    tr.fit(task, datamodule=dm)
+    return 100 * task.best_test
+
+
+def node(a) -> str:
+    rows = []
+    for name in ("Cora", "CiteSeer"):
+        dm = GraphData(name)
+        dm.setup()
+        accs = []
+        for seed in a.seeds:
+            pl.seed_everything(seed, verbose=False)
+            accs.append(_fit(NodeClassifier(GNN(dm.num_features, dm.num_classes)), dm, 200))
+        rows.append([name, "GCN", len(accs), _fmt(accs), PAPER_NODE[name], f"{statistics.mean(accs) - PAPER_NODE[name]:+.2f}"])
+    return markdown(["data (public split)", "model", "seeds", "ours acc %", "paper", "Δ"], rows)
+
+
+def forward(a) -> str:
+    rows = []
+    for layers in (2, 3):
+        res = {"bp": [], "sf": []}
+        for k in a.splits:
+            dm = GraphData("Cora_ML", f"forwardgnn:{k}", normalize_features=False)
+            dm.setup()
+            pl.seed_everything(k, verbose=False)
+            bp = NodeClassifier(GNN(dm.num_features, dm.num_classes, hidden=128, layers=layers), lr=1e-3, weight_decay=0)
+            res["bp"].append(_fit(bp, dm, a.epochs, patience=50))  # ForwardGNN validates every 2 epochs, patience 100
+            pl.seed_everything(k, verbose=False)
+            sf = SingleForwardGNN(dm.num_features, dm.num_classes, hidden=128, layers=layers, epochs=a.epochs,
+                                  patience=100)
+            res["sf"].append(_fit(sf, dm, layers * a.epochs))
+        for m in ("bp", "sf"):
+            rows.append([m.upper(), layers, len(a.splits), _fmt(res[m]), PAPER_FORWARD[(m, layers)],
+                         f"{a.epochs}" + (" (paper 1000)" if a.epochs < 1000 else "")])
+    return markdown(["method", "layers", "splits", "ours acc %", "paper", "epochs (per layer)"], rows)
+
+
+def init(a) -> str:
+    dm = GraphData("Cora")
+    dm.setup()
+    d = dm.data
+    rows = []
+    for depth in a.depths:
+        for scheme in ("xavier", "kaiming_in", "virgo"):
+            accs, flat_f, flat_b = [], [], []
+            for seed in a.seeds:
+                pl.seed_everything(seed, verbose=False)
+                model = GNN(dm.num_features, dm.num_classes, hidden=64, layers=depth)
+                initialize(model, scheme, d.x, d.edge_index, d.train_mask)
+                prof = variance_profile(model, d.x, d.edge_index, d.y, d.train_mask)
+                flat_f.append(max(prof["forward"]) / max(min(prof["forward"]), 1e-30))
+                hid = prof["backward"][:-1] or prof["backward"]
+                flat_b.append(max(hid) / max(min(hid), 1e-30))
+                accs.append(_fit(NodeClassifier(model), dm, 200))
+            rows.append([depth, scheme, _fmt(accs), f"{statistics.mean(flat_f):.1f}", f"{statistics.mean(flat_b):.1f}",
+                         " ".join(f"{v:.1e}" for v in prof["forward"])])
+    return markdown(["depth", "init", "acc %", "fwd var max/min", "bwd var max/min", "fwd var per layer (last seed)"], rows)
+
+
+def _gae_hits(d, sp, seed: int, epochs: int = 200) -> float:
+    """GCN auto-encoder baseline (2-layer GCN 128-64, dot-product decoder, fresh negatives per epoch)."""
+    torch.manual_seed(seed)
+    enc = GNN(d.num_features, 64, hidden=128, layers=2, dropout=0.0)
+    opt = torch.optim.Adam(enc.parameters(), lr=0.01)
+    g, best, test = sp.train_graph, -1.0, 0.0
+    score = lambda z, p: (z[p[0]] * z[p[1]]).sum(-1)  # noqa: E731
+    for _ in range(epochs):
+        enc.train()
+        opt.zero_grad()
+        z = enc(d.x, g)
+        neg = torch.randint(0, d.num_nodes, sp.train_pos.shape)
+        loss = F.binary_cross_entropy_with_logits(score(z, sp.train_pos), torch.ones(sp.train_pos.size(1))) + \
+            F.binary_cross_entropy_with_logits(score(z, neg), torch.zeros(neg.size(1)))
+        loss.backward()
+        opt.step()
+        enc.eval()
+        with torch.no_grad():
+            z = enc(d.x, g)
+            v = hits_at_k(score(z, sp.val_pos), score(z, sp.val_neg))
+            if v > best:
+                best, test = v, hits_at_k(score(z, sp.test_pos), score(z, sp.test_neg))
+    return 100 * test
+
+
+def link(a) -> str:
+    rows = []
+    for name in ("Cora", "CiteSeer"):
+        dm = GraphData(name, normalize_features=False)
+        dm.setup()
+        d = dm.data
+        ours, gcn, score, acc = [], [], [], []
+        for seed in a.seeds:
+            sp = split_edges(d.edge_index, d.num_nodes, seed=seed)
+            emb = node_embeddings(d.x, sp, d=128, seed=seed)
+            pr, hs = probe(emb, sp)
+            torch.manual_seed(seed)
+            res = fit_act(NetInfoFAct(emb, hs), sp)
+            ours.append(100 * res["test_hits"])
+            acc.append(100 * res["test_acc"])
+            score.append(100 * pr.score)
+            gcn.append(_gae_hits(d, sp, seed))
+        p_ours, p_gcn = PAPER_LINK[name]
+        rows.append([name, len(a.seeds), _fmt(ours), p_ours, _fmt(gcn), p_gcn, _fmt(score), _fmt(acc)])
+    return markdown(["data", "seeds", "NetInfoF Hits@100", "paper", "GCN Hits@100", "paper GCN",
+                     "probe score % (val)", "measured acc % (test)"], rows)
+
+
+def speed(a) -> str:
+    dm = GraphData("Cora")
+    dm.setup()
+    d = dm.data
+    models = {}
+    for name in ("gcn", "pyg_gcn"):
+        torch.manual_seed(0)
+        models[name] = GNN(dm.num_features, dm.num_classes, conv=name)
+    opts = {k: torch.optim.Adam(m.parameters(), lr=0.01) for k, m in models.items()}
+
+    def epoch(name):
+        m, opt = models[name], opts[name]
+        m.train()
+        opt.zero_grad()
+        out = m(d.x, d.edge_index)
+        F.cross_entropy(out[d.train_mask], d.y[d.train_mask]).backward()
+        opt.step()
+
+    times = {k: [] for k in models}
+    for name in models:
+        for _ in range(5):
+            epoch(name)  # warm-up, builds the caches
+    for _ in range(a.reps):  # interleaved, so both see the same machine load
+        for name in models:
+            t = time.perf_counter()
+            for _ in range(10):
+                epoch(name)
+            times[name].append((time.perf_counter() - t) / 10 * 1e3)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return markdown(["model", "ms / full-batch epoch (median)", "ratio to PyG"],
+                    [["ours (sparse features + cached CSR propagation)", f"{med['gcn']:.2f}",
+                      f"{med['gcn'] / med['pyg_gcn']:.2f}"],
+                     ["PyG GCNConv(cached=True)", f"{med['pyg_gcn']:.2f}", "1.00"]])
+
+
+def parse(argv):
+    ap = argparse.ArgumentParser(prog="python -m pipelines.bench graph", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1-2 seeds, 1 split, depths 2 and 8, 200 epochs per layer")
+    ap.add_argument("--sections", nargs="+", default=list(SECTIONS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    ap.add_argument("--splits", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    ap.add_argument("--depths", nargs="+", type=int, default=[2, 4, 8])
+    ap.add_argument("--epochs", type=int, default=1000, help="max epochs (per layer for SF) on Cora_ML")
+    ap.add_argument("--reps", type=int, default=20, help="timing repetitions")
+    ap.add_argument("--threads", type=int, default=None)
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.seeds, a.splits, a.depths, a.epochs, a.reps = a.seeds[:2], a.splits[:1], [2, 8], min(a.epochs, 200), 5
+    bad = sorted(set(a.sections) - set(SECTIONS))
+    if bad:
+        ap.error(f"unknown section(s) {bad}; known: {', '.join(SECTIONS)}")
+    return a
+
+
+def main(argv: list[str]) -> int:
+    a = parse(argv)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    threads = set_threads({"threads": a.threads})
+    try:
+        GraphData("Cora").setup()
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    tracking.activate()
+    tracking.use_experiment("bench")
+    t0, out = time.time(), []
+    with mlflow.start_run(run_name="bench-graph" + ("-quick" if a.quick else "")) as parent:
+        mlflow.log_params({"sections": ",".join(a.sections), "seeds": ",".join(map(str, a.seeds)), "threads": threads,
+                           "splits": ",".join(map(str, a.splits)), "epochs": a.epochs})
+        for s in a.sections:
+            t = time.time()
+            table = globals()[s](a)
+            text = f"## {s} ({time.time() - t:.0f}s)\n\n{table}\n"
+            print(text, flush=True)
+            mlflow.log_text(text, f"bench_graph_{s}.md")
+            out.append(text)
+        mlflow.log_metric("wall_seconds", time.time() - t0)
+    print(f"{threads} threads, {time.time() - t0:.0f}s; MLflow run {parent.info.run_id}")
+    return 0

@@ -1,0 +1,102 @@
+"""``python -m pipelines.graph``: a 2-layer GCN on Cora's public split (Kipf & Welling's settings), by default.
+
+    python -m pipelines.graph --model gat --model.hidden 8 --optim.lr 0.005
+    python -m pipelines.graph --data CiteSeer --model.init virgo
+    python -m pipelines.graph --data Cora_ML --data.split forwardgnn:0 --task.method sf   # ForwardGNN SF
+    python -m pipelines.graph --model gin --model.ffn swiglu --model.ffn_sublayer true
+"""
+from __future__ import annotations
+
+import sys
+
+from apps.graph.data import GraphData
+from apps.graph.forward import ForwardForwardGNN, SingleForwardGNN
+from apps.graph.init import initialize, variance_profile
+from apps.graph.models import CONVS, GNN
+from apps.graph.predict import NodePredictor
+from apps.graph.task import NodeClassifier
+from core.utils import deep_merge
+from pipelines.config import ConfigError, check_kwargs
+from pipelines.runner import RUNNER_DEFAULTS, Job, main
+
+METHODS = {"bp": None, "sf": SingleForwardGNN, "ffla": ForwardForwardGNN}
+# ForwardGNN's settings (exp/nodeclass/*.sh): hidden 128, Adam lr 1e-3, 1000 epochs per layer, patience 100
+FORWARD_PRESET = {"model": {"hidden": 128}, "optim": {"lr": 1e-3, "weight_decay": 0.0},
+                  "data": {"normalize_features": False}}
+
+
+class GraphJob(Job):
+    app = "graph"
+    defaults = {
+        "data": {"dataset": "Cora", "split": "public", "normalize_features": True},
+        "model": {"name": "gcn", "hidden": 16, "layers": 2, "dropout": 0.5, "init": "default"},
+        "optim": {"lr": 0.01, "weight_decay": 5e-4},
+        "task": {"method": "bp", "epochs_per_layer": 1000, "patience": 100},
+        "trainer": {"max_epochs": 200, "patience": 0, "log_every_n_steps": 1},
+    }
+    shortcuts = {"model": "model.name", "data": "data.dataset", "split": "data.split", "method": "task.method",
+                 "epochs": "trainer.max_epochs", "ffn": "model.ffn", "lr": "optim.lr", "init": "model.init"}
+
+    def resolve(self, user: dict) -> dict:
+        base = deep_merge(RUNNER_DEFAULTS, self.defaults, user)
+        method = base["task"]["method"]
+        if method not in METHODS:
+            raise ConfigError(f"task.method: unknown {method!r}; known: {', '.join(METHODS)}")
+        if base["model"]["name"] not in CONVS:
+            raise ConfigError(f"model.name: unknown {base['model']['name']!r}; known: {', '.join(CONVS)}")
+        if method == "bp":
+            return base
+        cfg = deep_merge(RUNNER_DEFAULTS, self.defaults, FORWARD_PRESET, user)
+        # layer-wise schedule: the task stops itself; the runner's early stopping is off
+        cfg["trainer"]["max_epochs"] = cfg["model"]["layers"] * cfg["task"]["epochs_per_layer"]
+        cfg["trainer"]["patience"] = 0
+        return cfg
+
+    def build(self, cfg: dict):
+        check_kwargs(GraphData, cfg["data"], "data")
+        dm = GraphData(seed=cfg["seed"], **cfg["data"])
+        dm.setup()
+        m = {k: v for k, v in cfg["model"].items() if k not in ("name", "init")}
+        method, t = cfg["task"]["method"], cfg["task"]
+        if method == "bp":
+            check_kwargs(GNN, m, "model (GNN)", skip=("in_channels", "out_channels", "conv"))
+            check_kwargs(NodeClassifier, cfg["optim"], "optim", skip=("model",))
+            model = GNN(dm.num_features, dm.num_classes, conv=cfg["model"]["name"], **m)
+            d = dm.data
+            initialize(model, cfg["model"]["init"], d.x, d.edge_index, d.train_mask)
+            self.profile = variance_profile(model, d.x, d.edge_index, d.y, d.train_mask)
+            return dm, NodeClassifier(model, **cfg["optim"])
+        if cfg["model"]["name"] != "gcn":
+            raise ConfigError("task.method sf / ffla train GCN layers; set model.name gcn")
+        cls = METHODS[method]
+        kw = {k: v for k, v in m.items() if k in ("hidden", "layers")}
+        extra = {k: v for k, v in t.items() if k not in ("method", "epochs_per_layer")}
+        check_kwargs(cls, extra, "task", skip=())
+        self.profile = None
+        return dm, cls(dm.num_features, dm.num_classes, epochs=t["epochs_per_layer"], **kw, **cfg["optim"], **extra)
+
+    def predictor(self, task, dm, cfg):
+        model = task if cfg["task"]["method"] != "bp" else task.model
+        scores = "probability_sums" if cfg["task"]["method"] == "sf" else "logits"
+        return NodePredictor(model, dm.data.x, dm.data.edge_index, dm.num_classes, scores)
+
+    def input_example(self, dm):
+        import pandas as pd
+
+        return pd.DataFrame({"node": dm.data.test_mask.nonzero().flatten()[:5].numpy()})
+
+    def data_params(self, dm) -> dict:
+        out = {f"data.{k}": v for k, v in dm.fingerprint().items()}
+        for i, v in enumerate((self.profile or {}).get("forward", [])):
+            out[f"init.var_layer{i}"] = f"{v:.4g}"  # per-layer activation variance at initialisation
+        return out
+
+    def report(self, metrics: dict, cfg: dict) -> str:
+        ref = {("Cora", "gcn"): 81.5, ("CiteSeer", "gcn"): 70.3}.get((cfg["data"]["dataset"], cfg["model"]["name"]))
+        paper = f" (Kipf & Welling {ref})" if ref and cfg["data"]["split"] == "public" else ""
+        return (f"{cfg['task']['method']} {cfg['model']['name']} on {cfg['data']['dataset']} "
+                f"({cfg['data']['split']}): test accuracy {100 * metrics['test_acc']:.1f}{paper}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(GraphJob()))

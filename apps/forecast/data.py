@@ -175,11 +175,14 @@ class Windows(Dataset):
 class ForecastData(pl.LightningDataModule):
     """TSLib data: ``ForecastData("ETTh1", lookback=96, horizon=96)`` or any CSV path.
 
-    Batches are ``(x[B, L, N], x_mark[B, L, M], y[B, H, N])`` on the train-fit scale.
+    Batches are ``(x[B, L, N], x_mark[B, L, M], y[B, H, N])`` on the train-fit scale. Every test window is
+    scored; ``test_drop_last=True`` reproduces the Autoformer-era loaders (RTSF's RLinear among them) that drop the
+    last incomplete test batch, which on ETTh2 removes its hardest final windows (README, reproduction table).
     """
 
     def __init__(self, data: str = "ETTh1", lookback: int = 96, horizon: int = 96, batch_size: int = 32,
-                 split: str = "auto", time_features: bool = True, num_workers: int = 0):
+                 split: str = "auto", time_features: bool = True, num_workers: int = 0,
+                 test_drop_last: bool = False):
         super().__init__()
         for name, v in (("lookback", lookback), ("horizon", horizon), ("batch_size", batch_size)):
             if not isinstance(v, int) or v <= 0:
@@ -188,6 +191,7 @@ class ForecastData(pl.LightningDataModule):
             raise DataError(f"unknown split {split!r}; use auto, ett_hour, ett_minute or ratio_7_1_2")
         self.data, self.lookback, self.horizon, self.batch_size = data, lookback, horizon, batch_size
         self.split, self.use_time_features, self.num_workers = split, time_features, num_workers
+        self.test_drop_last = test_drop_last  # the Autoformer-era loaders' protocol; see the README
         self._ready = False
 
     def setup(self, stage: str | None = None) -> None:
@@ -228,8 +232,8 @@ class ForecastData(pl.LightningDataModule):
         return {"data_file": str(self.path), "data_sha256": sha256(self.path), "split": self.kind,
                 "split_starts": list(self.starts), "split_ends": list(self.ends), "rows": len(self.dates)}
 
-    def _loader(self, name: str, shuffle: bool):
-        return DataLoader(self.sets[name], batch_size=self.batch_size, shuffle=shuffle, drop_last=False,
+    def _loader(self, name: str, shuffle: bool, drop_last: bool = False):
+        return DataLoader(self.sets[name], batch_size=self.batch_size, shuffle=shuffle, drop_last=drop_last,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self):
@@ -239,4 +243,4 @@ class ForecastData(pl.LightningDataModule):
         return self._loader("val", False)
 
     def test_dataloader(self):
-        return self._loader("test", False)
+        return self._loader("test", False, self.test_drop_last)

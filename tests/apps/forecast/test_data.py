@@ -49,6 +49,12 @@ def test_every_test_window_is_evaluated(etth1):
     assert x.shape == (32, 96, 7) and m.shape == (32, 96, 4) and y.shape == (32, 96, 7)
 
 
+def test_autoformer_protocol_drops_the_last_incomplete_test_batch(data_root):
+    dm = ForecastData("ETTh2", horizon=336, batch_size=128, test_drop_last=True)
+    dm.setup()
+    assert sum(len(b[0]) for b in dm.test_dataloader()) == 2449 - 17  # the 17 final windows are not scored
+
+
 def test_windows_are_contiguous_history_then_future(etth1):
     x, _, y = etth1.sets["test"][5]
     full = etth1.sets["test"].values

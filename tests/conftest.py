@@ -27,10 +27,19 @@ def data_root() -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def cache_root(tmp_path_factory):
+    """One writable cache per test session (PyG's processed files, encoded spike sets)."""
+    root = tmp_path_factory.mktemp("ffn-cache")
+    os.environ["FFN_CACHE"] = str(root)  # also for module-scoped fixtures
+    return root
+
+
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch, tmp_path, data_root):
+def _isolated(monkeypatch, tmp_path, data_root, cache_root):
     """Every test: real data dir, its own MLflow store and checkpoint dir, no tracking server."""
     monkeypatch.setenv("FFN_DATA_DIR", str(data_root))
+    monkeypatch.setenv("FFN_CACHE", str(cache_root))
     monkeypatch.setenv("FFN_MLRUNS", str(tmp_path / "mlruns"))
     monkeypatch.setenv("FFN_CHECKPOINTS", str(tmp_path / "checkpoints"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

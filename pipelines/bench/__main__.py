@@ -1,11 +1,11 @@
-"""``python -m pipelines.bench <area> [options]``; areas: forecast, ssm, ffn, graph."""
+"""``python -m pipelines.bench <area> [options]``; areas: forecast, ssm, ffn, graph, spiking."""
 from __future__ import annotations
 
 import importlib
 import sys
 
 AREAS = {"forecast": "pipelines.bench.forecast", "ssm": "pipelines.bench.ssm", "ffn": "pipelines.bench.ffn",
-         "graph": "pipelines.bench.graph"}
+         "graph": "pipelines.bench.graph", "spiking": "pipelines.bench.spiking"}
 
 
 def main(argv: list[str]) -> int:

@@ -18,11 +18,6 @@ pytestmark = pytest.mark.slow
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("FFN_CACHE", str(tmp_path_factory.getbasetemp() / "graph-cache"))
-
-
 def _runs():
     c = MlflowClient(tracking.tracking_uri())
     exp = c.get_experiment_by_name("graph")

@@ -7,11 +7,6 @@ from apps.graph.data import GraphData, validate
 from core.datadir import DataError
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("FFN_CACHE", str(tmp_path_factory.getbasetemp() / "graph-cache"))
-
-
 @pytest.mark.parametrize("name,split,sizes,shape", [
     ("Cora", "public", (140, 500, 1000), (2708, 1433)),
     ("CiteSeer", "public", (120, 500, 1000), (3327, 3703)),

@@ -13,10 +13,7 @@ from apps.graph.models import CONVS, GNN
 
 
 @pytest.fixture(scope="module")
-def cora(tmp_path_factory):
-    import os
-
-    os.environ["FFN_CACHE"] = str(tmp_path_factory.getbasetemp() / "graph-cache")
+def cora(cache_root):
     dm = GraphData("Cora")
     dm.setup()
     return dm

@@ -1,0 +1,73 @@
+"""Feed-forward spiking networks whose synapses have weights and delays (SNN-delays, ICLR 2024).
+
+``DelaySNN(spikes[B, T, C]) -> membrane[T, B, classes]``: ``layers`` hidden blocks of
+DelayedLinear -> BatchNorm (over time x batch) -> multi-step LIF (SpikingJelly, ATan surrogate, tau 2 bins,
+hard reset, detached reset) -> Dropout (one mask for all time steps), then a DelayedLinear readout into
+non-spiking leaky integrators, u_t = beta u_{t-1} + (1 - beta) I_t (the paper's membrane readout).
+``delays``: ``learned`` (positions trained), ``random`` (fixed random integer delays), ``none`` (plain linear).
+"""
+from __future__ import annotations
+
+import torch
+from spikingjelly.activation_based import functional, layer, neuron, surrogate
+from torch import nn
+
+from apps.spiking.delays import DelayedLinear
+
+
+class DelaySNN(nn.Module):
+    def __init__(self, in_channels: int, num_classes: int, hidden: int = 256, layers: int = 2, delays: str = "learned",
+                 max_delay: int = 25, dropout: float = 0.4, tau: float = 2.0, readout_beta: float = 0.5):
+        super().__init__()
+        self.synapses, self.norms, self.neurons, self.drops = (nn.ModuleList() for _ in range(4))
+        d_in = in_channels
+        for _ in range(layers):
+            self.synapses.append(DelayedLinear(d_in, hidden, max_delay, delays))
+            self.norms.append(nn.BatchNorm1d(hidden))
+            self.neurons.append(neuron.LIFNode(tau=tau, surrogate_function=surrogate.ATan(), detach_reset=True,
+                                               step_mode="m"))
+            self.drops.append(layer.Dropout(dropout, step_mode="m"))
+            d_in = hidden
+        self.readout = DelayedLinear(d_in, num_classes, max_delay, delays)
+        self.readout_beta = readout_beta
+
+    def delay_layers(self) -> list[DelayedLinear]:
+        return [*self.synapses, self.readout]
+
+    def set_sigma(self, sigma: float) -> None:
+        for m in self.delay_layers():
+            m.sigma.fill_(sigma)
+
+    def round_delays(self) -> None:
+        for m in self.delay_layers():
+            m.round_delays()
+
+    def clamp_positions(self) -> None:
+        with torch.no_grad():
+            for m in self.delay_layers():
+                if isinstance(m.position, nn.Parameter):
+                    m.position.clamp_(0, m.max_delay - 1)
+
+    def forward(self, spikes: torch.Tensor, return_rates: bool = False):
+        functional.reset_net(self)
+        x = spikes.transpose(0, 1).contiguous()  # [T, B, C]
+        t, b, _ = x.shape
+        rates = []
+        for syn, bn, lif, drop in zip(self.synapses, self.norms, self.neurons, self.drops):
+            h = syn(x)
+            h = bn(h.reshape(t * b, -1)).reshape(t, b, -1)
+            x = drop(lif(h))
+            rates.append(x.detach().mean())
+        cur = self.readout(x)
+        u, out = torch.zeros_like(cur[0]), []
+        for i in range(t):  # leaky integrator readout
+            u = self.readout_beta * u + (1 - self.readout_beta) * cur[i]
+            out.append(u)
+        out = torch.stack(out)
+        return (out, rates) if return_rates else out
+
+
+def count_parameters(model: DelaySNN) -> dict[str, int]:
+    """Weights (incl. biases / norms) and learned delay positions, counted apart."""
+    pos = sum(p.numel() for n, p in model.named_parameters() if n.endswith("position"))
+    return {"weights": sum(p.numel() for p in model.parameters()) - pos, "positions": pos}

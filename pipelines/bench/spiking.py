@@ -1,0 +1,174 @@
+"""``python -m pipelines.bench spiking``: no delays vs fixed random delays vs learned delays, and the delay layer's speed.
+
+Sections (``--sections``): ``synthetic`` the volley-order task (``apps/spiking/synthetic.py``); ``fsdd`` spoken
+digits as spike trains, official and speaker-held-out splits; ``speed`` the delay layer against a dense temporal
+convolution with the full max-delay kernel (what a DCLS convolution computes), training step and inference,
+interleaved in one process. Accuracy: test, integer (rounded) delays, mean ± std over ``--seeds``. One MLflow run
+in the ``bench`` experiment with the tables as artifacts. ``--quick``: one seed, fewer epochs, official split.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import time
+import warnings
+
+import mlflow
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from apps.spiking.data import SpikeData
+from apps.spiking.delays import DelayedLinear
+from apps.spiking.models import DelaySNN, count_parameters
+from apps.spiking.task import SpikeClassifier
+from core.datadir import DataError
+from pipelines import tracking
+from pipelines.bench.table import markdown
+from pipelines.runner import set_threads
+
+SECTIONS = ("synthetic", "fsdd", "speed")
+VARIANTS = ("none", "random", "learned")
+
+
+def _fmt(v: list[float]) -> str:
+    return f"{statistics.mean(v):.1f}" + (f" ± {statistics.stdev(v):.1f}" if len(v) > 1 else "")
+
+
+def _train(dm, seed: int, epochs: int, **model_kw) -> tuple[float, dict, float]:
+    pl.seed_everything(seed, verbose=False)
+    model = DelaySNN(dm.channels, dm.num_classes, **model_kw)
+    task = SpikeClassifier(model)
+    tr = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False, num_sanity_val_steps=0)
+    t = time.time()
+    tr.fit(task, datamodule=dm)
+    sec = (time.time() - t) / epochs
+    return 100 * tr.test(task, datamodule=dm, verbose=False)[0]["test_acc"], count_parameters(model), sec
+
+
+def _compare(a, datasets: list[tuple[str, SpikeData]], epochs: int, **model_kw) -> str:
+    rows = []
+    for label, dm in datasets:
+        dm.setup()
+        for v in VARIANTS:
+            accs, secs = [], []
+            for seed in a.seeds:
+                acc, params, sec = _train(dm, seed, epochs, delays=v, **model_kw)
+                accs.append(acc)
+                secs.append(sec)
+                print(f"  {label} {v} seed {seed}: {acc:.1f}% ({sec:.1f} s/epoch)", flush=True)
+            rows.append([label, v, len(accs), _fmt(accs), params["weights"], params["positions"],
+                         f"{statistics.mean(secs):.1f}"])
+    return markdown(["data", "delays", "seeds", "test acc %", "weights", "delay positions", "s / epoch"], rows)
+
+
+def synthetic(a) -> str:
+    dm = SpikeData("synthetic", batch_size=64)
+    return _compare(a, [("order task (chance 50)", dm)], a.synthetic_epochs, hidden=64, max_delay=16)
+
+
+def fsdd(a) -> str:
+    sets = [(f"FSDD {s}", SpikeData("fsdd", split=s, batch_size=64)) for s in a.splits]
+    return _compare(a, sets, a.epochs, hidden=a.hidden, max_delay=25)
+
+
+def speed(a) -> str:
+    """Per step, FSDD-sized: x[T=80, B=64, 64] spikes -> hidden 128, D = 25 bins."""
+    t_len, b, c_in, c_out, d = 80, 64, 64, a.hidden * 2, 25
+    torch.manual_seed(0)
+    x = (torch.rand(t_len, b, c_in) < 0.1).float()
+    ours = DelayedLinear(c_in, c_out, d, delays="learned", sigma=2.0)
+    dense = torch.nn.Conv1d(c_in, c_out, d, bias=False)
+    xb = x.permute(1, 2, 0).contiguous()
+
+    def train_ours():
+        ours.zero_grad()
+        ours(x).square().mean().backward()
+
+    def train_dense():
+        dense.zero_grad()
+        dense(F.pad(xb, (d - 1, 0))).square().mean().backward()
+
+    rounded = DelayedLinear(c_in, c_out, d, delays="learned")
+    rounded.load_state_dict(ours.state_dict())
+    rounded.round_delays()
+    rounded.eval()
+
+    def infer_train_form():
+        with torch.no_grad():
+            ours(x)
+
+    def infer_rounded():
+        with torch.no_grad():
+            rounded(x)
+
+    fns = {"train ours": train_ours, "train dense": train_dense, "infer training form": infer_train_form,
+           "infer integer delays": infer_rounded}
+    times = {k: [] for k in fns}
+    for f in fns.values():
+        for _ in range(3):
+            f()
+    for _ in range(a.reps):  # interleaved: every variant sees the same machine load
+        for k, f in fns.items():
+            t = time.perf_counter()
+            f()
+            times[k].append((time.perf_counter() - t) * 1e3)
+    m = {k: statistics.median(v) for k, v in times.items()}
+    return markdown(["measure", "ours ms", "reference ms", "ratio ours / reference"], [
+        ["training step (fwd+bwd), learned delays vs dense Conv1d with the full D-tap kernel",
+         f"{m['train ours']:.1f}", f"{m['train dense']:.1f}", f"{m['train ours'] / m['train dense']:.2f}"],
+        ["inference, integer delays (one tap) vs the training form", f"{m['infer integer delays']:.1f}",
+         f"{m['infer training form']:.1f}", f"{m['infer integer delays'] / m['infer training form']:.2f}"],
+    ])
+
+
+def parse(argv):
+    ap = argparse.ArgumentParser(prog="python -m pipelines.bench spiking", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="one seed, official split, few epochs")
+    ap.add_argument("--sections", nargs="+", default=list(SECTIONS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--splits", nargs="+", default=["official", "speaker:theo"])
+    ap.add_argument("--epochs", type=int, default=12, help="FSDD epochs per training")
+    ap.add_argument("--synthetic-epochs", type=int, default=10)
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=None)
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.seeds, a.splits, a.epochs, a.synthetic_epochs, a.reps = a.seeds[:1], a.splits[:1], 2, 3, 5
+    bad = sorted(set(a.sections) - set(SECTIONS))
+    if bad:
+        ap.error(f"unknown section(s) {bad}; known: {', '.join(SECTIONS)}")
+    return a
+
+
+def main(argv: list[str]) -> int:
+    a = parse(argv)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    threads = set_threads({"threads": a.threads})
+    if "fsdd" in a.sections:
+        try:
+            for s in a.splits:
+                SpikeData("fsdd", split=s).setup()  # fail fast (and fill the spike cache) before any training
+        except DataError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    tracking.activate()
+    tracking.use_experiment("bench")
+    t0 = time.time()
+    with mlflow.start_run(run_name="bench-spiking" + ("-quick" if a.quick else "")) as run:
+        mlflow.log_params({"sections": ",".join(a.sections), "seeds": ",".join(map(str, a.seeds)), "threads": threads,
+                           "splits": ",".join(a.splits), "epochs": a.epochs, "hidden": a.hidden})
+        for s in a.sections:
+            t = time.time()
+            table = globals()[s](a)
+            text = f"## {s} ({time.time() - t:.0f}s)\n\n{table}\n"
+            print(text, flush=True)
+            mlflow.log_text(text, f"bench_spiking_{s}.md")
+        mlflow.log_metric("wall_seconds", time.time() - t0)
+    print(f"{threads} threads, {time.time() - t0:.0f}s; MLflow run {run.info.run_id}")
+    return 0

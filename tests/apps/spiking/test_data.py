@@ -1,0 +1,89 @@
+"""Spike data: wav reading with clear errors, the encoder, FSDD splits from the real recordings, SHD HDF5."""
+import wave
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from apps.spiking.data import SpikeData, read_shd
+from apps.spiking.encode import SpikeEncoder, read_wav
+from core.datadir import DataError
+
+
+def _write_wav(path, samples, sr=8000):
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes((np.asarray(samples) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def test_read_wav_and_its_errors(tmp_path, data_root):
+    x, sr = read_wav(data_root / "audio" / "fsdd" / "recordings" / "3_jackson_7.wav")
+    assert sr == 8000 and x.dtype == np.float32 and 0.05 < np.abs(x).max() <= 1.0
+    (tmp_path / "junk.wav").write_bytes(b"RIFF\x00\x00not a wav at all")
+    with pytest.raises(DataError, match="junk.wav: not a readable WAV file"):
+        read_wav(tmp_path / "junk.wav")
+    _write_wav(tmp_path / "empty.wav", [])
+    with pytest.raises(DataError, match="empty.wav: empty WAV"):
+        read_wav(tmp_path / "empty.wav")
+    good = _write_wav(tmp_path / "cut.wav", np.zeros(1000))
+    good.write_bytes(good.read_bytes()[:-500])  # truncated data chunk
+    with pytest.raises(DataError, match="cut.wav: truncated: header says 1000 frames, data holds 750"):
+        read_wav(good)
+
+
+def test_encoder_resamples_and_keys_its_settings(tmp_path):
+    t = np.arange(16000) / 16000
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t) * (t < 0.5)
+    enc = SpikeEncoder()
+    s16 = enc(*read_wav(_write_wav(tmp_path / "a.wav", tone, sr=16000)))
+    s8 = enc(*read_wav(_write_wav(tmp_path / "b.wav", tone[::2], sr=8000)))
+    assert s16.shape == s8.shape == (80, 64)
+    assert int(s16[:50].sum()) > 0 and int(s16[60:].sum()) == 0  # spikes only while the tone sounds
+    assert abs(int(s16.sum()) - int(s8.sum())) < 0.1 * int(s8.sum())  # resampled input ~ native 8 kHz
+    assert SpikeEncoder(channels=32).key() != enc.key()
+
+
+def test_fsdd_official_and_speaker_splits(data_root):
+    dm = SpikeData("fsdd")
+    dm.setup()
+    assert {k: len(v) for k, v in dm.sets.items()} == {"train": 2400, "val": 300, "test": 300}
+    x, y = dm.sets["train"][0]
+    assert x.shape == (80, 64) and 0 <= int(y) <= 9 and dm.stats["files"] == 3000
+    assert dm.stats["truncated"] == 61 and dm.stats["resampled"] == 0  # recordings longer than 0.8 s, counted
+    assert 0.02 < float((dm.sets["train"].tensors[0] > 0).float().mean()) < 0.3  # sparse spike trains
+    held = SpikeData("fsdd", split="speaker:theo")
+    held.setup()
+    assert len(held.sets["test"]) == 500 and len(held.sets["train"]) == 2250
+    with pytest.raises(DataError, match="no speaker 'bob'"):
+        SpikeData("fsdd", split="speaker:bob").setup()
+
+
+def _shd(path, labels=(0, 3), fields=("spikes/times", "spikes/units", "labels")):
+    with h5py.File(path, "w") as f:
+        vl = h5py.vlen_dtype(np.float32)
+        if "spikes/times" in fields:
+            f.create_dataset("spikes/times", data=np.array([np.array([0.001, 0.5], "f4"),
+                                                            np.array([0.2], "f4")], dtype=object), dtype=vl)
+        if "spikes/units" in fields:
+            f.create_dataset("spikes/units", data=np.array([np.array([5, 699], "u2"), np.array([7], "u2")],
+                                                           dtype=object), dtype=h5py.vlen_dtype(np.uint16))
+        if "labels" in fields:
+            f.create_dataset("labels", data=np.array(labels, "u2"))
+    return path
+
+
+def test_shd_reader_bins_spikes_and_rejects_bad_files(tmp_path):
+    x, y = read_shd(_shd(tmp_path / "shd_train.h5"))
+    assert x.shape == (2, 100, 700) and y.tolist() == [0, 3]
+    assert x[0, 0, 5] == 1 and x[0, 50, 699] == 1 and x[1, 20, 7] == 1 and int(x.sum()) == 3
+    with pytest.raises(DataError, match="missing field 'labels'"):
+        read_shd(_shd(tmp_path / "nolabels.h5", fields=("spikes/times", "spikes/units")))
+    with pytest.raises(DataError, match="sample 1 has label 25, expected 0..19"):
+        read_shd(_shd(tmp_path / "badlabel.h5", labels=(0, 25)))
+    (tmp_path / "garbage.h5").write_bytes(b"nope")
+    with pytest.raises(DataError, match="not a readable HDF5 file"):
+        read_shd(tmp_path / "garbage.h5")

@@ -1,0 +1,107 @@
+"""The delay layer against a loop reference: integer delays in all three forms, the Gaussian training kernel,
+gradients to weights and positions, and the synthetic task only delays can solve."""
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from apps.spiking.data import SpikeData
+from apps.spiking.delays import DelayedLinear, delay_reference
+from apps.spiking.models import DelaySNN, count_parameters
+from apps.spiking.synthetic import delay_task
+from apps.spiking.task import SpikeClassifier
+
+
+def _integer_layer(seed=0):
+    torch.manual_seed(seed)
+    layer = DelayedLinear(6, 5, max_delay=7)
+    with torch.no_grad():
+        layer.position.copy_(layer.position.round())
+    layer.sigma.fill_(1e-3)
+    return layer
+
+
+def test_training_form_with_sharp_taps_equals_loop_reference():
+    layer = _integer_layer()
+    x = torch.randn(12, 3, 6)
+    torch.testing.assert_close(layer(x), delay_reference(x, layer.weight.detach(), layer.integer_delays()))
+
+
+def test_rounded_sparse_inference_and_weight_trainable_forms_equal_reference():
+    layer = _integer_layer(1)
+    layer.position.data += 0.3  # rounding must undo this
+    layer.round_delays()
+    x = (torch.rand(15, 4, 6) < 0.3).float()
+    ref = delay_reference(x, layer.weight.detach(), layer.integer_delays())
+    with torch.no_grad():
+        torch.testing.assert_close(layer.eval()(x), ref)  # one-tap sparse path
+    torch.testing.assert_close(layer(x), ref)  # grad-enabled one-hot path
+    assert not layer.position.requires_grad
+
+
+def test_gaussian_kernel_is_normalised_and_centred_on_the_position():
+    layer = DelayedLinear(3, 2, max_delay=9, sigma=1.0)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+        layer.position.fill_(4.0)
+    k = layer.kernel()
+    torch.testing.assert_close(k.sum(-1), torch.ones(2, 3))
+    assert int(k[0, 0].argmax()) == 4 and torch.allclose(k[0, 0, 3], k[0, 0, 5])
+
+
+def test_gradients_reach_weights_and_positions():
+    layer = DelayedLinear(4, 3, max_delay=8, sigma=2.0)
+    x = torch.randn(10, 2, 4)
+    layer(x).pow(2).sum().backward()
+    assert layer.weight.grad.abs().sum() > 0 and layer.position.grad.abs().sum() > 0
+    # finite-difference check of one position's gradient
+    layer.zero_grad()
+    p0 = layer.position.data[1, 2].item()
+    f = lambda: layer(x).pow(2).sum().item()  # noqa: E731
+    layer(x).pow(2).sum().backward()
+    eps = 1e-2
+    layer.position.data[1, 2] = p0 + eps
+    up = f()
+    layer.position.data[1, 2] = p0 - eps
+    down = f()
+    layer.position.data[1, 2] = p0
+    assert abs((up - down) / (2 * eps) - layer.position.grad[1, 2].item()) < 1e-2 * max(1.0, abs(up - down) / eps)
+
+
+def test_no_delay_and_random_variants():
+    none = DelayedLinear(4, 3, max_delay=8, delays="none")
+    x = torch.randn(5, 2, 4)
+    torch.testing.assert_close(none(x), x @ none.weight.t())
+    rnd = DelayedLinear(4, 3, max_delay=8, delays="random")
+    assert rnd.rounded and not isinstance(rnd.position, torch.nn.Parameter)
+    torch.testing.assert_close(rnd(x), delay_reference(x, rnd.weight.detach(), rnd.integer_delays()))
+    with pytest.raises(ValueError, match="unknown delays 'lots'"):
+        DelayedLinear(4, 3, delays="lots")
+
+
+def test_parameter_counts_separate_positions():
+    learned, none = DelaySNN(16, 2, hidden=8, delays="learned"), DelaySNN(16, 2, hidden=8, delays="none")
+    c, n = count_parameters(learned), count_parameters(none)
+    assert c["weights"] == n["weights"] and c["positions"] == 16 * 8 + 8 * 8 + 8 * 2 and n["positions"] == 0
+
+
+def test_synthetic_task_labels_are_the_volley_order():
+    x, y = delay_task(50, steps=30, group=4, gap=9, noise=0.0, seed=3)
+    for xi, yi in zip(x, y):
+        a, b = xi[:, :4].sum(1).nonzero().flatten(), xi[:, 4:].sum(1).nonzero().flatten()
+        assert (int(b[0]) - int(a[0])) == (9 if yi == 0 else -9)
+
+
+@pytest.mark.slow
+def test_learned_delays_solve_the_order_task_and_no_delays_cannot():
+    accs = {}
+    for delays in ("learned", "none"):
+        pl.seed_everything(0, verbose=False)
+        dm = SpikeData("synthetic", batch_size=64)
+        dm.setup()
+        task = SpikeClassifier(DelaySNN(dm.channels, 2, hidden=64, delays=delays, max_delay=16))
+        tr = pl.Trainer(max_epochs=12, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0)
+        tr.fit(task, datamodule=dm)
+        accs[delays] = tr.test(task, datamodule=dm, verbose=False)[0]["test_acc"]
+    assert accs["learned"] >= 0.95, accs
+    assert abs(accs["none"] - 0.5) < 0.08, accs

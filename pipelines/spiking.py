@@ -24,7 +24,7 @@ class SpikingJob(Job):
     defaults = {
         "data": {"source": "fsdd", "split": "official", "batch_size": 64},
         "model": {"hidden": 128, "layers": 2, "delays": "learned", "max_delay": 25, "dropout": 0.4},
-        "optim": {"lr": 1e-3, "lr_positions": 5e-2},
+        "optim": {"lr": 5e-3, "lr_positions": 5e-2},
         "trainer": {"max_epochs": 30, "patience": 0},
     }
     shortcuts = {"delays": "model.delays", "data": "data.source", "split": "data.split",

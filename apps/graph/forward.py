@@ -61,6 +61,14 @@ class _LayerwiseTask(pl.LightningModule):
         self.phase, self._phase_epoch, self._best, self._bad, self._best_state = 0, 0, -1.0, 0, None
         self.best_val, self.best_test = -1.0, float("nan")
         self._adj, self._x0, self._frozen = GraphCache(), GraphCache(), {}
+        # the training nodes and their labels travel with the model (buffers), set when fitting starts
+        self.register_buffer("train_nodes", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("train_labels", torch.zeros(0, dtype=torch.long))
+
+    def on_fit_start(self):
+        data = self.trainer.datamodule.data
+        self.train_nodes = data.train_mask.nonzero().flatten()
+        self.train_labels = data.y[self.train_nodes]
 
     # -- graph plumbing, filled by subclasses
     def augmented(self, data):
@@ -154,13 +162,6 @@ class SingleForwardGNN(_LayerwiseTask):
         g = torch.Generator().manual_seed(0)
         self.register_buffer("virtual_x", torch.randn(num_classes, in_channels, generator=g))
         self._aug = GraphCache()
-        self.register_buffer("train_nodes", torch.zeros(0, dtype=torch.long))
-        self.register_buffer("train_labels", torch.zeros(0, dtype=torch.long))
-
-    def on_fit_start(self):
-        data = self.trainer.datamodule.data
-        self.train_nodes = data.train_mask.nonzero().flatten()
-        self.train_labels = data.y[self.train_nodes]
 
     def first_input(self, x0):
         return self._x0.get(x0, lambda: _normalised_input(x0))  # x0 is the cached augmented features
@@ -209,13 +210,6 @@ class ForwardForwardGNN(_LayerwiseTask):
                  weight_decay: float = 0.0, epochs: int = 1000, patience: int = 100, theta: float = 0.1):
         super().__init__([in_channels + num_classes] + [hidden] * layers, lr, weight_decay, epochs, patience)
         self.num_classes, self.theta = num_classes, theta
-        self.register_buffer("train_nodes", torch.zeros(0, dtype=torch.long))
-        self.register_buffer("train_labels", torch.zeros(0, dtype=torch.long))
-
-    def on_fit_start(self):
-        data = self.trainer.datamodule.data
-        self.train_nodes = data.train_mask.nonzero().flatten()
-        self.train_labels = data.y[self.train_nodes]
 
     def _with_labels(self, x, train_labels, others=None):
         """x | label vector: training nodes get ``train_labels``; the rest uniform or class ``others``."""

@@ -2,7 +2,8 @@
 
 Loss: cross-entropy of the time-averaged softmax of the readout membrane, -log(mean_t softmax(u_t))[y].
 Adam on weights (``lr``) and on delay positions (``lr_positions``, larger: positions move in time bins), cosine
-decay over ``max_epochs``. The Gaussian width goes from ``max_delay / 2`` to ``sigma_end`` (a fraction of a bin)
+decay over ``max_epochs``. Defaults chosen on FSDD validation accuracy (12 epochs, hidden 64): lr 5e-3 beat 1e-3
+by 17-20 points for every variant and 1e-2 on average over variants. The Gaussian width goes from ``max_delay / 2`` to ``sigma_end`` (a fraction of a bin)
 geometrically over the first ``anneal_fraction`` of the epochs; positions are clamped to [0, D-1] after each
 step. Test (and the logged model) use the rounded integer delays.
 """
@@ -23,7 +24,7 @@ def time_averaged_nll(membrane: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 class SpikeClassifier(pl.LightningModule):
-    def __init__(self, model: DelaySNN, lr: float = 1e-3, lr_positions: float = 5e-2, weight_decay: float = 1e-5,
+    def __init__(self, model: DelaySNN, lr: float = 5e-3, lr_positions: float = 5e-2, weight_decay: float = 1e-5,
                  sigma_end: float = 0.3, anneal_fraction: float = 0.7):
         super().__init__()
         self.model, self.lr, self.lr_positions, self.weight_decay = model, lr, lr_positions, weight_decay

@@ -9,13 +9,10 @@ Accuracies are test accuracy at the best validation epoch, mean ± std over seed
 from __future__ import annotations
 
 import argparse
-import logging
 import statistics
 import sys
 import time
-import warnings
 
-import mlflow
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -28,7 +25,7 @@ from apps.graph.models import GNN
 from apps.graph.netinfof import NetInfoFAct, fit_act, node_embeddings, probe
 from apps.graph.task import NodeClassifier
 from core.datadir import DataError
-from pipelines import tracking
+from pipelines.bench.sections import add_common, check_sections, quiet, run_sections
 from pipelines.bench.table import markdown
 from pipelines.runner import set_threads
 
@@ -191,45 +188,26 @@ def speed(a) -> str:
 def parse(argv):
     ap = argparse.ArgumentParser(prog="python -m pipelines.bench graph", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1-2 seeds, 1 split, depths 2 and 8, 200 epochs per layer")
-    ap.add_argument("--sections", nargs="+", default=list(SECTIONS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--splits", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--depths", nargs="+", type=int, default=[2, 4, 8])
     ap.add_argument("--epochs", type=int, default=1000, help="max epochs (per layer for SF) on Cora_ML")
-    ap.add_argument("--reps", type=int, default=20, help="timing repetitions")
-    ap.add_argument("--threads", type=int, default=None)
+    add_common(ap, SECTIONS)
     a = ap.parse_args(argv)
     if a.quick:
         a.seeds, a.splits, a.depths, a.epochs, a.reps = a.seeds[:2], a.splits[:1], [2, 8], min(a.epochs, 200), 5
-    bad = sorted(set(a.sections) - set(SECTIONS))
-    if bad:
-        ap.error(f"unknown section(s) {bad}; known: {', '.join(SECTIONS)}")
-    return a
+    return check_sections(ap, a, SECTIONS)
 
 
 def main(argv: list[str]) -> int:
     a = parse(argv)
-    warnings.filterwarnings("ignore")
-    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    quiet()
     threads = set_threads({"threads": a.threads})
     try:
         GraphData("Cora").setup()
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    tracking.activate()
-    tracking.use_experiment("bench")
-    t0, out = time.time(), []
-    with mlflow.start_run(run_name="bench-graph" + ("-quick" if a.quick else "")) as parent:
-        mlflow.log_params({"sections": ",".join(a.sections), "seeds": ",".join(map(str, a.seeds)), "threads": threads,
-                           "splits": ",".join(map(str, a.splits)), "epochs": a.epochs})
-        for s in a.sections:
-            t = time.time()
-            table = globals()[s](a)
-            text = f"## {s} ({time.time() - t:.0f}s)\n\n{table}\n"
-            print(text, flush=True)
-            mlflow.log_text(text, f"bench_graph_{s}.md")
-            out.append(text)
-        mlflow.log_metric("wall_seconds", time.time() - t0)
-    print(f"{threads} threads, {time.time() - t0:.0f}s; MLflow run {parent.info.run_id}")
-    return 0
+    params = {"sections": ",".join(a.sections), "seeds": ",".join(map(str, a.seeds)), "threads": threads,
+              "splits": ",".join(map(str, a.splits)), "epochs": a.epochs}
+    return run_sections("graph", a, {s: globals()[s] for s in SECTIONS}, params)

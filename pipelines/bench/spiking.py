@@ -9,13 +9,10 @@ in the ``bench`` experiment with the tables as artifacts. ``--quick``: one seed,
 from __future__ import annotations
 
 import argparse
-import logging
 import statistics
 import sys
 import time
-import warnings
 
-import mlflow
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -25,7 +22,7 @@ from apps.spiking.delays import DelayedLinear
 from apps.spiking.models import DelaySNN, count_parameters
 from apps.spiking.task import SpikeClassifier
 from core.datadir import DataError
-from pipelines import tracking
+from pipelines.bench.sections import add_common, check_sections, quiet, run_sections
 from pipelines.bench.table import markdown
 from pipelines.runner import set_threads
 
@@ -111,11 +108,12 @@ def speed(a) -> str:
     for f in fns.values():
         for _ in range(3):
             f()
-    for _ in range(a.reps):  # interleaved: every variant sees the same machine load
-        for k, f in fns.items():
-            t = time.perf_counter()
-            f()
-            times[k].append((time.perf_counter() - t) * 1e3)
+    for pair in (("train ours", "train dense"), ("infer training form", "infer integer delays")):
+        for _ in range(a.reps):  # each pair interleaved, so both sides see the same machine load
+            for k in pair:
+                t = time.perf_counter()
+                fns[k]()
+                times[k].append((time.perf_counter() - t) * 1e3)
     m = {k: statistics.median(v) for k, v in times.items()}
     return markdown(["measure", "ours ms", "reference ms", "ratio ours / reference"], [
         ["training step (fwd+bwd), learned delays vs dense Conv1d with the full D-tap kernel",
@@ -128,27 +126,21 @@ def speed(a) -> str:
 def parse(argv):
     ap = argparse.ArgumentParser(prog="python -m pipelines.bench spiking", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one seed, official split, few epochs")
-    ap.add_argument("--sections", nargs="+", default=list(SECTIONS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--splits", nargs="+", default=["official", "speaker:theo"])
     ap.add_argument("--epochs", type=int, default=12, help="FSDD epochs per training")
     ap.add_argument("--synthetic-epochs", type=int, default=10)
     ap.add_argument("--hidden", type=int, default=64)
-    ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=None)
+    add_common(ap, SECTIONS)
     a = ap.parse_args(argv)
     if a.quick:
         a.seeds, a.splits, a.epochs, a.synthetic_epochs, a.reps = a.seeds[:1], a.splits[:1], 2, 3, 5
-    bad = sorted(set(a.sections) - set(SECTIONS))
-    if bad:
-        ap.error(f"unknown section(s) {bad}; known: {', '.join(SECTIONS)}")
-    return a
+    return check_sections(ap, a, SECTIONS)
 
 
 def main(argv: list[str]) -> int:
     a = parse(argv)
-    warnings.filterwarnings("ignore")
-    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    quiet()
     threads = set_threads({"threads": a.threads})
     if "fsdd" in a.sections:
         try:
@@ -157,18 +149,6 @@ def main(argv: list[str]) -> int:
         except DataError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-    tracking.activate()
-    tracking.use_experiment("bench")
-    t0 = time.time()
-    with mlflow.start_run(run_name="bench-spiking" + ("-quick" if a.quick else "")) as run:
-        mlflow.log_params({"sections": ",".join(a.sections), "seeds": ",".join(map(str, a.seeds)), "threads": threads,
-                           "splits": ",".join(a.splits), "epochs": a.epochs, "hidden": a.hidden})
-        for s in a.sections:
-            t = time.time()
-            table = globals()[s](a)
-            text = f"## {s} ({time.time() - t:.0f}s)\n\n{table}\n"
-            print(text, flush=True)
-            mlflow.log_text(text, f"bench_spiking_{s}.md")
-        mlflow.log_metric("wall_seconds", time.time() - t0)
-    print(f"{threads} threads, {time.time() - t0:.0f}s; MLflow run {run.info.run_id}")
-    return 0
+    params = {"sections": ",".join(a.sections), "seeds": ",".join(map(str, a.seeds)), "threads": threads,
+              "splits": ",".join(a.splits), "epochs": a.epochs, "hidden": a.hidden}
+    return run_sections("spiking", a, {s: globals()[s] for s in SECTIONS}, params)

@@ -52,3 +52,28 @@ def test_ffn_bench_quick_rows_for_each_variant():
     rows = [line for line in res.stdout.splitlines() if line.startswith("| ") and "ffn" not in line]
     assert [r.split("|")[1].strip() for r in rows] == ["mlp", "moe", "chess"]
     assert "max expert load" in res.stdout and "at 50% activation sparsity" in res.stdout
+
+
+def _bench_run(area):
+    c = MlflowClient(tracking.tracking_uri())
+    (r,) = c.search_runs([c.get_experiment_by_name("bench").experiment_id])
+    assert r.info.run_name == f"bench-{area}-quick"
+    return {a.path for a in c.list_artifacts(r.info.run_id)}
+
+
+def test_graph_bench_quick_node_and_speed_sections():
+    res = _bench("graph", "--quick", "--sections", "node", "speed", "--seeds", "0")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "| Cora " in res.stdout and "| 81.5 " in res.stdout and "PyG GCNConv(cached=True)" in res.stdout
+    assert _bench_run("graph") == {"bench_graph_node.md", "bench_graph_speed.md"}
+
+
+def test_spiking_bench_quick_synthetic_and_speed_sections():
+    res = _bench("spiking", "--quick", "--sections", "synthetic", "speed")
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [line for line in res.stdout.splitlines() if line.startswith("| order task")]
+    assert [r.split("|")[2].strip() for r in rows] == ["none", "random", "learned"]
+    assert "inference, integer delays" in res.stdout
+    assert _bench_run("spiking") == {"bench_spiking_synthetic.md", "bench_spiking_speed.md"}
+    res = _bench("spiking", "--sections", "warp")
+    assert res.returncode == 2 and "unknown section(s) ['warp']" in res.stderr

@@ -1,0 +1,47 @@
+"""Running a benchmark made of named sections: each prints a markdown table and logs it to one MLflow run."""
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+
+import mlflow
+
+from pipelines import tracking
+
+
+def add_common(ap, sections: tuple[str, ...]) -> None:
+    """--sections, --reps (timing repetitions), --threads."""
+    ap.add_argument("--sections", nargs="+", default=list(sections))
+    ap.add_argument("--reps", type=int, default=20, help="timing repetitions")
+    ap.add_argument("--threads", type=int, default=None)
+
+
+def check_sections(ap, a, sections: tuple[str, ...]):
+    bad = sorted(set(a.sections) - set(sections))
+    if bad:
+        ap.error(f"unknown section(s) {bad}; known: {', '.join(sections)}")
+    return a
+
+
+def quiet() -> None:
+    warnings.filterwarnings("ignore")
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+
+
+def run_sections(area: str, a, sections: dict, params: dict) -> int:
+    """``sections``: name -> callable(args) -> markdown table, run in ``a.sections`` order in one MLflow run."""
+    tracking.activate()
+    tracking.use_experiment("bench")
+    t0 = time.time()
+    with mlflow.start_run(run_name=f"bench-{area}" + ("-quick" if a.quick else "")) as run:
+        mlflow.log_params(params)
+        for name in a.sections:
+            t = time.time()
+            table = sections[name](a)
+            text = f"## {name} ({time.time() - t:.0f}s)\n\n{table}\n"
+            print(text, flush=True)
+            mlflow.log_text(text, f"bench_{area}_{name}.md")
+        mlflow.log_metric("wall_seconds", time.time() - t0)
+    print(f"{params.get('threads')} threads, {time.time() - t0:.0f}s; MLflow run {run.info.run_id}")
+    return 0

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+import torch
+
 from apps.forecast.data import ForecastData
 from apps.forecast.models import MODELS, build_model, canonical
 from apps.forecast.plots import forecast_figure
@@ -71,6 +73,21 @@ class ForecastJob(Job):
             return {}
         x, y, pred = (t.numpy() for t in task.example)
         return {"forecast_vs_truth.png": forecast_figure(x, y, pred, dm.columns)}
+
+    score_name = "test_mse"
+
+    def score(self, predictor, dm) -> float:
+        """MSE over every test window of ``dm``, on ``dm``'s scale, whatever scaler the model was trained with."""
+        if list(predictor.columns) != list(dm.columns) or predictor.lookback != dm.lookback \
+                or predictor.horizon != dm.horizon:
+            raise ConfigError(f"the model predicts {predictor.columns} (L={predictor.lookback}, H={predictor.horizon}); "
+                              f"the holdout has {dm.columns} (L={dm.lookback}, H={dm.horizon})")
+        sq, n = 0.0, 0
+        for x, marks, y in dm.test_dataloader():
+            pred = predictor.forecast_windows(torch.as_tensor(dm.scaler.inverse(x.numpy())), marks)
+            sq += float(((torch.as_tensor(dm.scaler.transform(pred.numpy())) - y) ** 2).sum())
+            n += y.numel()
+        return sq / n
 
     def report(self, metrics: dict, cfg: dict) -> str:
         d = cfg["data"]

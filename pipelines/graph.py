@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+import torch
+
 from apps.graph.data import GraphData
 from apps.graph.forward import ForwardForwardGNN, SingleForwardGNN
 from apps.graph.init import initialize, variance_profile
@@ -90,6 +92,16 @@ class GraphJob(Job):
         for i, v in enumerate((self.profile or {}).get("forward", [])):
             out[f"init.var_layer{i}"] = f"{v:.4g}"  # per-layer activation variance at initialisation
         return out
+
+    score_name = "test_error"
+
+    def score(self, predictor, dm) -> float:
+        """1 - accuracy on ``dm``'s test nodes."""
+        import pandas as pd
+
+        nodes = dm.data.test_mask.nonzero().flatten()
+        pred = predictor.predict(pd.DataFrame({"node": nodes.numpy()}))["label"].to_numpy()
+        return 1.0 - float((torch.as_tensor(pred) == dm.data.y[nodes]).float().mean())
 
     def report(self, metrics: dict, cfg: dict) -> str:
         ref = {("Cora", "gcn"): 81.5, ("CiteSeer", "gcn"): 70.3}.get((cfg["data"]["dataset"], cfg["model"]["name"]))

@@ -31,6 +31,7 @@ from pipelines.pyfunc import PredictorModel, requirements
 RUNNER_DEFAULTS = {
     "seed": 2023,
     "threads": None,  # None: $FFN_THREADS, else all cores
+    "resume": None,  # "last" or a run id: continue that run from its last checkpoint
     "trainer": {"max_epochs": 10, "patience": 3, "enable_progress_bar": True},
     "callbacks": {},  # name -> options, from pipelines.callbacks.CALLBACKS
     "mlflow": {"experiment": None, "model_name": None, "register": True, "run_name": None, "tags": {}},
@@ -67,6 +68,17 @@ class Job:
 
     def report(self, metrics: dict, cfg: dict) -> str:
         return "  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
+
+    # retraining: score any predictor of this app on one held-out set, lower is better
+    score_name: str = "score"
+
+    def holdout(self, cfg: dict):
+        """The data module whose test split every model is scored on (the newest data)."""
+        dm, _ = self.build(cfg)
+        return dm
+
+    def score(self, predictor, dm) -> float:
+        raise NotImplementedError(f"{type(self).__name__} cannot score models for retraining")
 
     def usage(self) -> str:
         import yaml
@@ -122,15 +134,20 @@ def run(job: Job, argv: list[str] | None = None, cfg: dict | None = None) -> Res
     mcfg = cfg["mlflow"]
     experiment = mcfg["experiment"] or job.app
     uri = tracking.activate()
+    client = MlflowClient(uri)
+    resume_id, resume_ckpt = _resume_point(job, experiment, cfg["resume"], client) if cfg["resume"] else (None, None)
     logger = MLFlowLogger(experiment_name=experiment, tracking_uri=uri, run_name=mcfg["run_name"],
                           artifact_location=tracking.artifact_location(experiment), log_model=False,
-                          tags={"app": job.app, **mcfg["tags"]})
+                          tags={"app": job.app, **mcfg["tags"]}, run_id=resume_id)
     run_id = logger.run_id
-    client = MlflowClient(uri)
     try:
-        logger.log_hyperparams({**flatten(cfg), "threads": threads, **job.data_params(dm)})
+        if resume_id:  # the same run goes on; its parameters are already logged (and immutable)
+            client.update_run(run_id, status="RUNNING")
+            client.set_tag(run_id, "resumed_from", str(resume_ckpt))
+        else:
+            logger.log_hyperparams({**flatten(cfg), "threads": threads, **job.data_params(dm)})
         trainer = _trainer(cfg, logger, tracking.checkpoint_dir(job.app, run_id))
-        trainer.fit(task, datamodule=dm)
+        trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt)
         if trainer.interrupted:
             raise KeyboardInterrupt("training interrupted")
         ckpt = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
@@ -140,6 +157,22 @@ def run(job: Job, argv: list[str] | None = None, cfg: dict | None = None) -> Res
         client.set_terminated(run_id, "FAILED")
         raise
     return result
+
+
+def _resume_point(job: Job, experiment: str, resume: str, client) -> tuple[str, str]:
+    """(run id, its last.ckpt) for ``--resume last`` (the newest unfinished run with a checkpoint) or a run id."""
+    exp = client.get_experiment_by_name(experiment)
+    if resume == "last":
+        runs = client.search_runs([exp.experiment_id], order_by=["attribute.start_time DESC"]) if exp else []
+        candidates = [r.info.run_id for r in runs if r.info.status != "FINISHED"]
+    else:
+        candidates = [resume]
+    for rid in candidates:
+        ckpt = tracking.checkpoint_dir(job.app, rid) / "last.ckpt"
+        if ckpt.exists():
+            return rid, str(ckpt)
+    where = tracking.checkpoint_dir(job.app, "<run id>") / "last.ckpt"
+    raise ConfigError(f"--resume {resume}: no unfinished {job.app} run with a checkpoint ({where})")
 
 
 def _log_and_register(job, task, dm, cfg, run_id, metrics, client) -> Result:
@@ -157,13 +190,16 @@ def _log_and_register(job, task, dm, cfg, run_id, metrics, client) -> Result:
         result = Result(run_id, metrics, info.model_uri, config=cfg)
         if mcfg["register"]:
             name = mcfg["model_name"] or job.app
-            mv = mlflow.register_model(info.model_uri, name, tags={"run_id": run_id, **{
-                k: f"{v:.6g}" for k, v in metrics.items()}})
+            tags = {"run_id": run_id, **{k: f"{v:.6g}" for k, v in metrics.items()},
+                    **{k: str(v)[:500] for k, v in job.data_params(dm).items()}}
+            mv = mlflow.register_model(info.model_uri, name, tags=tags)
             result.version = str(mv.version)
             try:
                 client.get_model_version_by_alias(name, "champion")
             except mlflow.exceptions.MlflowException:  # first model of this name: it is the champion
                 client.set_registered_model_alias(name, "champion", mv.version)
+            else:  # it has to beat the champion first (python -m pipelines.retrain)
+                client.set_registered_model_alias(name, "challenger", mv.version)
     return result
 
 

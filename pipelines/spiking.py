@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sys
 
+import torch
+
 from apps.spiking.data import SpikeData
 from apps.spiking.delays import DELAYS
 from apps.spiking.models import DelaySNN, count_parameters
@@ -65,6 +67,17 @@ class SpikingJob(Job):
         out.update({f"model.params_{k}": v for k, v in self.params.items()})
         out["data.encoder_key"] = dm.encoder.key()
         return out
+
+    score_name = "test_error"
+
+    def score(self, predictor, dm) -> float:
+        """1 - accuracy on ``dm``'s test set (integer delays)."""
+        right, n = 0, 0
+        with torch.no_grad():
+            for x, y in dm.test_dataloader():
+                right += int((torch.softmax(predictor.model(x), -1).mean(0).argmax(-1) == y).sum())
+                n += len(y)
+        return 1.0 - right / n
 
     def report(self, metrics: dict, cfg: dict) -> str:
         return (f"{cfg['model']['delays']} delays on {cfg['data']['source']} ({cfg['data']['split']}): "

@@ -51,8 +51,24 @@ def activate() -> str:
     uri = tracking_uri()
     if uri != user_uri():
         _SET_BY_US.add(uri)
+        _create_store(uri)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+def _create_store(uri: str) -> None:
+    """Create the embedded sqlite store under a file lock: two processes migrating one new database at once
+    (two scheduled jobs starting together) would otherwise collide in MLflow's schema migration."""
+    db = mlruns_dir() / "mlflow.db"
+    if db.exists() and db.stat().st_size > 0:
+        return
+    import fcntl
+
+    from mlflow.tracking import MlflowClient
+
+    with open(mlruns_dir() / ".create.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the schema once
 
 
 def use_experiment(name: str) -> str:

@@ -32,3 +32,10 @@ class Forecaster:
         out = pd.DataFrame(self.scaler.inverse(y), columns=self.columns)
         out.insert(0, "date", future)
         return out
+
+    @torch.no_grad()
+    def forecast_windows(self, x: torch.Tensor, marks: torch.Tensor | None = None) -> torch.Tensor:
+        """Batch form: x[B, L, N] in original units (+ TSLib marks[B, L, M]) -> [B, H, N] in original units."""
+        xs = torch.as_tensor(self.scaler.transform(x.numpy()), dtype=torch.float32)
+        y = self.model(xs, marks if self.use_time_features else None)
+        return torch.as_tensor(self.scaler.inverse(y.numpy()))

@@ -19,17 +19,15 @@ import fcntl
 import os
 import sys
 import time
-import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from core.datadir import DataError
 from pipelines import tracking
-from pipelines.config import ConfigError, parse_args
-from pipelines.runner import run
+from pipelines.config import parse_args
+from pipelines.runner import cli_call, run
 
 LOCKED = 3
 
@@ -132,21 +130,10 @@ def main(argv: list[str]) -> int:
             print("error: --margin needs a number (0.01 = the challenger must be 1 % better)", file=sys.stderr)
             return 2
         del rest[i:i + 2]
-    try:
-        line, _ = retrain(app, rest, margin)
-    except Locked as e:
-        print(f"error: {e}", file=sys.stderr)
-        return LOCKED
-    except (DataError, ConfigError) as e:
-        print(f"error: {e} (champion unchanged)", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted (champion unchanged)", file=sys.stderr)
-        return 130
-    except Exception:  # noqa: BLE001
-        traceback.print_exc()
-        print("retrain failed (champion unchanged)", file=sys.stderr)
-        return 1
+    code, out = cli_call(lambda: retrain(app, rest, margin), note=" (champion unchanged)", codes={Locked: LOCKED})
+    if code:
+        return code
+    line, _ = out
     print(line)
     return 0
 

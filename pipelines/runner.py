@@ -203,6 +203,27 @@ def _log_and_register(job, task, dm, cfg, run_id, metrics, client) -> Result:
     return result
 
 
+def cli_call(fn, note: str = "", interrupted: str = "", codes: dict | None = None):
+    """-> (exit code, fn()). One ``error:`` line and 2 for bad input or config, 130 when interrupted, a traceback
+    and 1 for anything else; ``codes`` maps further exception types to codes (one line each)."""
+    try:
+        return 0, fn()
+    except tuple(codes or ()) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return codes[type(e)], None
+    except (DataError, ConfigError) as e:
+        print(f"error: {e}{note}", file=sys.stderr)
+        return 2, None
+    except KeyboardInterrupt:
+        print(f"interrupted: {interrupted or note.strip(' ()')}", file=sys.stderr)
+        return 130, None
+    except Exception:  # noqa: BLE001 - anything else is a bug or an environment problem: show it
+        traceback.print_exc()
+        if note:
+            print(f"failed{note}", file=sys.stderr)
+        return 1, None
+
+
 def main(job: Job, argv: list[str] | None = None) -> int:
     """CLI wrapper: one clear line and exit 2 for bad input or config, traceback and exit 1 otherwise."""
     argv = sys.argv[1:] if argv is None else argv
@@ -211,17 +232,10 @@ def main(job: Job, argv: list[str] | None = None) -> int:
         return 0
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*The number of training batches.*")
-    try:
-        result = run(job, argv)
-    except (DataError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: the MLflow run is marked FAILED and nothing was registered", file=sys.stderr)
-        return 130
-    except Exception:  # noqa: BLE001 - anything else is a bug or an environment problem: show it
-        traceback.print_exc()
-        return 1
+    code, result = cli_call(lambda: run(job, argv),
+                            interrupted="the MLflow run is marked FAILED and nothing was registered")
+    if code:
+        return code
     print(job.report(result.metrics, result.config))
     where = f"registered as {result.config['mlflow']['model_name'] or job.app} v{result.version}" if result.version \
         else "not registered"

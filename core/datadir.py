@@ -29,6 +29,13 @@ def data_dir() -> Path:
     return Path(env).expanduser().resolve() if env else Path(__file__).resolve().parents[1] / "data"
 
 
+def cache_dir() -> Path:
+    """Writable place for derived files (PyG's processed/, encoded spike sets): ``$FFN_CACHE`` or
+    ``~/.cache/ffn-pipelines``. The data directory itself may be read-only."""
+    env = os.environ.get("FFN_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "ffn-pipelines"
+
+
 def sha256(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -20,7 +20,6 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -84,7 +83,7 @@ def retrain(app: str, argv: list[str], margin: float = 0.0) -> tuple[str, dict]:
         champion = _champion(client, name)
         if champion is None or str(champion.version) == str(result.version):
             return f"{name}: v{result.version} is the first model and the champion", {"version": result.version}
-        dm = job.holdout(result.config)
+        dm = result.datamodule  # the newest data, as the challenger was just tested on it
         new = job.score(load_predictor(result.model_uri), dm)
         old = job.score(load_predictor(f"models:/{name}/{champion.version}"), dm)
         promote = new < old * (1.0 - margin) if old >= 0 else new < old

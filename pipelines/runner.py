@@ -69,13 +69,8 @@ class Job:
     def report(self, metrics: dict, cfg: dict) -> str:
         return "  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
 
-    # retraining: score any predictor of this app on one held-out set, lower is better
+    # retraining: score any predictor of this app on a data module's test split, lower is better
     score_name: str = "score"
-
-    def holdout(self, cfg: dict):
-        """The data module whose test split every model is scored on (the newest data)."""
-        dm, _ = self.build(cfg)
-        return dm
 
     def score(self, predictor, dm) -> float:
         raise NotImplementedError(f"{type(self).__name__} cannot score models for retraining")
@@ -96,6 +91,7 @@ class Result:
     model_uri: str | None = None
     version: str | None = None
     config: dict = field(default_factory=dict)
+    datamodule: object = None  # the data the model was trained and tested on (retrain scores on its test split)
 
 
 def set_threads(cfg: dict) -> int:
@@ -144,15 +140,16 @@ def run(job: Job, argv: list[str] | None = None, cfg: dict | None = None) -> Res
         if resume_id:  # the same run goes on; its parameters are already logged (and immutable)
             client.update_run(run_id, status="RUNNING")
             client.set_tag(run_id, "resumed_from", str(resume_ckpt))
-        else:
-            logger.log_hyperparams({**flatten(cfg), "threads": threads, **job.data_params(dm)})
+        data_params = job.data_params(dm)  # hashes data files: once per run
+        if not resume_id:
+            logger.log_hyperparams({**flatten(cfg), "threads": threads, **data_params})
         trainer = _trainer(cfg, logger, tracking.checkpoint_dir(job.app, run_id))
         trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt)
         if trainer.interrupted:
             raise KeyboardInterrupt("training interrupted")
         ckpt = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
         metrics = {k: float(v) for k, v in trainer.test(task, datamodule=dm, ckpt_path=ckpt, verbose=False)[0].items()}
-        result = _log_and_register(job, task, dm, cfg, run_id, metrics, client)
+        result = _log_and_register(job, task, dm, cfg, run_id, metrics, client, data_params)
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
@@ -175,7 +172,7 @@ def _resume_point(job: Job, experiment: str, resume: str, client) -> tuple[str, 
     raise ConfigError(f"--resume {resume}: no unfinished {job.app} run with a checkpoint ({where})")
 
 
-def _log_and_register(job, task, dm, cfg, run_id, metrics, client) -> Result:
+def _log_and_register(job, task, dm, cfg, run_id, metrics, client, data_params: dict) -> Result:
     mcfg = cfg["mlflow"]
     task = task.cpu().eval()
     predictor = job.predictor(task, dm, cfg)
@@ -187,11 +184,11 @@ def _log_and_register(job, task, dm, cfg, run_id, metrics, client) -> Result:
         info = mlflow.pyfunc.log_model(name="model", python_model=PredictorModel(predictor), input_example=example,
                                        signature=infer_signature(example, predictor.predict(example)),
                                        pip_requirements=requirements())
-        result = Result(run_id, metrics, info.model_uri, config=cfg)
+        result = Result(run_id, metrics, info.model_uri, config=cfg, datamodule=dm)
         if mcfg["register"]:
             name = mcfg["model_name"] or job.app
             tags = {"run_id": run_id, **{k: f"{v:.6g}" for k, v in metrics.items()},
-                    **{k: str(v)[:500] for k, v in job.data_params(dm).items()}}
+                    **{k: str(v)[:500] for k, v in data_params.items()}}
             mv = mlflow.register_model(info.model_uri, name, tags=tags)
             result.version = str(mv.version)
             try:
@@ -215,7 +212,7 @@ def cli_call(fn, note: str = "", interrupted: str = "", codes: dict | None = Non
         print(f"error: {e}{note}", file=sys.stderr)
         return 2, None
     except KeyboardInterrupt:
-        print(f"interrupted: {interrupted or note.strip(' ()')}", file=sys.stderr)
+        print("interrupted" + (f": {interrupted}" if interrupted else note), file=sys.stderr)
         return 130, None
     except Exception:  # noqa: BLE001 - anything else is a bug or an environment problem: show it
         traceback.print_exc()

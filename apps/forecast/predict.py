@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -24,12 +23,10 @@ class Forecaster:
         if len(values) < self.lookback:
             raise DataError(f"{source}: {len(values)} rows of history, the model needs lookback = {self.lookback}")
         dates, values = dates[-self.lookback:], values[-self.lookback:]
-        x = torch.from_numpy(self.scaler.transform(values).astype(np.float32))[None]
         marks = torch.from_numpy(time_features(dates, self.freq))[None] if self.use_time_features else None
-        with torch.no_grad():
-            y = self.model(x, marks)[0].numpy()
+        y = self.forecast_windows(torch.from_numpy(values)[None], marks)[0]
         future = pd.date_range(dates[-1] + self.freq, periods=self.horizon, freq=self.freq)
-        out = pd.DataFrame(self.scaler.inverse(y), columns=self.columns)
+        out = pd.DataFrame(y.numpy(), columns=self.columns)
         out.insert(0, "date", future)
         return out
 

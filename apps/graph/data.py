@@ -15,7 +15,6 @@ the files expected instead of trying to download.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
@@ -23,16 +22,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from core.datadir import DataError, data_dir
+from core.datadir import DataError, cache_dir, data_dir
 
 PLANETOID = ("cora", "citeseer", "pubmed")
 CITATIONFULL = ("cora", "cora_ml", "citeseer", "dblp", "pubmed")
-
-
-def cache_dir() -> Path:
-    """Writable place for PyG's processed files: ``$FFN_CACHE`` or ``~/.cache/ffn-pipelines``."""
-    env = os.environ.get("FFN_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "ffn-pipelines"
 
 
 def dataset_class(name: str) -> tuple[type, str | None]:
@@ -68,8 +61,9 @@ def _offline(cls: type) -> type:
     return type(cls.__name__, (cls,), {"download": download})
 
 
-def load(name: str, root: Path | None = None):
-    """-> (PyG dataset, its first graph), reading ``graph/<Class>/...`` through a writable copy."""
+def load(name: str, root: Path | None = None, **kw):
+    """-> (PyG dataset, its first graph), reading ``graph/<Class>/...`` through a writable copy; ``kw`` go to the
+    dataset class (``split="geom-gcn"`` reads ``<Name>/geom-gcn/raw``, copied with the rest of the tree)."""
     cls, sub = dataset_class(name)
     src = (root or data_dir()) / "graph" / cls.__name__
     dst = cache_dir() / "graph" / cls.__name__
@@ -80,7 +74,8 @@ def load(name: str, root: Path | None = None):
                 if not out.exists() or out.stat().st_size != f.stat().st_size:
                     out.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(f, out)
-    kw = {"name": sub} if sub is not None else {}
+    if sub is not None:
+        kw["name"] = sub
     try:
         ds = _offline(cls)(str(dst), **kw)
     except DataError:
@@ -190,25 +185,14 @@ class GraphData(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:
             return
-        kw = {}
-        cls, sub = dataset_class(self.name)
-        if self.split.startswith("geom-gcn"):
-            kw = {"split": "geom-gcn"}
-        ds, data = self._load(cls, sub, kw)
+        kw = {"split": "geom-gcn"} if self.split.startswith("geom-gcn") else {}
+        _, data = load(self.name, self.root, **kw)
         data = apply_split(data, self.split, self.seed, self.name, self.root)
         validate(data, self.name)
         if self.normalize_features:  # Kipf & Welling's preprocessing: each row sums to 1
             data.x = data.x / data.x.sum(1, keepdim=True).clamp(min=1e-12)
         self.data, self.num_classes = data, int(data.y.max()) + 1
         self.num_features = data.x.size(1)
-
-    def _load(self, cls, sub, kw):
-        if not kw:
-            return load(self.name, self.root)
-        # Planetoid(split="geom-gcn") reads <root>/<Name>/geom-gcn/raw; load() copies that tree too
-        load(self.name, self.root)
-        ds = _offline(cls)(str(cache_dir() / "graph" / cls.__name__), name=sub, **kw)
-        return ds, ds[0]
 
     def fingerprint(self) -> dict:
         return fingerprint(self.data, self.split, self.name)

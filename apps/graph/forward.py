@@ -60,7 +60,8 @@ class _LayerwiseTask(pl.LightningModule):
         self.register_buffer("n_active", torch.tensor(1))
         self.phase, self._phase_epoch, self._best, self._bad, self._best_state = 0, 0, -1.0, 0, None
         self.best_val, self.best_test = -1.0, float("nan")
-        self._adj, self._x0, self._frozen = GraphCache(), GraphCache(), {}
+        self._adj, self._x0 = GraphCache(), GraphCache()
+        self._frozen: tuple[int, torch.Tensor] | None = None  # (phase, input of that phase's layer)
         # the training nodes and their labels travel with the model (buffers), set when fitting starts
         self.register_buffer("train_nodes", torch.zeros(0, dtype=torch.long))
         self.register_buffer("train_labels", torch.zeros(0, dtype=torch.long))
@@ -70,14 +71,10 @@ class _LayerwiseTask(pl.LightningModule):
         self.train_nodes = data.train_mask.nonzero().flatten()
         self.train_labels = data.y[self.train_nodes]
 
-    # -- graph plumbing, filled by subclasses
-    def augmented(self, data):
-        raise NotImplementedError
-
     def adj(self, edge_index, n):
         return self._adj.get(edge_index, lambda: gcn_norm(edge_index, n))
 
-    def run_layers(self, x0: torch.Tensor, adj, upto: int, key=None) -> list[torch.Tensor]:
+    def run_layers(self, x0: torch.Tensor, adj, upto: int) -> list[torch.Tensor]:
         """Outputs of layers 0..upto-1 from the first-layer input x0 (each layer sees a detached input)."""
         hs, h = [], self.first_input(x0)
         for layer in self.layers[:upto]:
@@ -88,16 +85,14 @@ class _LayerwiseTask(pl.LightningModule):
     def first_input(self, x0: torch.Tensor):
         return x0
 
-    def phase_input(self, x0: torch.Tensor, adj, k: int, tag: str = ""):
+    def phase_input(self, x0: torch.Tensor, adj, k: int):
         """Input of layer k during its training phase: the frozen layers' output, computed once per phase."""
         if k == 0:
             return self.first_input(x0)
-        key = (tag, k)
-        if key not in self._frozen:
-            self._frozen.clear()
+        if self._frozen is None or self._frozen[0] != k:
             with torch.no_grad():
-                self._frozen[key] = self.run_layers(x0, adj, k)[-1]
-        return self._frozen[key]
+                self._frozen = (k, self.run_layers(x0, adj, k)[-1])
+        return self._frozen[1]
 
     def configure_optimizers(self):
         return [torch.optim.Adam(layer.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -147,9 +142,6 @@ class _LayerwiseTask(pl.LightningModule):
     def test_step(self, data, batch_idx):
         pred = self.predict_classes(data)
         self.log("test_acc", (pred[data.test_mask] == data.y[data.test_mask]).float().mean(), batch_size=1)
-
-    def forward(self, x, edge_index):
-        raise NotImplementedError
 
 
 class SingleForwardGNN(_LayerwiseTask):

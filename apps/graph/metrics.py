@@ -23,12 +23,12 @@ class EdgeSplit:
         return torch.cat([self.train_pos, self.train_pos.flip(0)], 1)
 
 
-def _undirected(edge_index: torch.Tensor) -> torch.Tensor:
+def _undirected(edge_index: torch.Tensor, n: int) -> torch.Tensor:
+    """Distinct undirected edges (i < j), self-loops dropped, as [2, E]."""
     a, b = edge_index
     lo, hi = torch.minimum(a, b), torch.maximum(a, b)
     keep = lo != hi
-    key = torch.unique(lo[keep] * (int(edge_index.max()) + 1) + hi[keep])
-    n = int(edge_index.max()) + 1
+    key = torch.unique(lo[keep] * n + hi[keep])
     return torch.stack([key // n, key % n])
 
 
@@ -55,7 +55,7 @@ def split_edges(edge_index: torch.Tensor, num_nodes: int, val: float = 0.1, test
     """70/10/20 of the undirected edges (NetInfoF's protocol), one negative per positive in every part;
     negatives never coincide with any true edge."""
     gen = torch.Generator().manual_seed(seed)
-    und = _undirected(edge_index)
+    und = _undirected(edge_index, num_nodes)
     perm = torch.randperm(und.size(1), generator=gen)
     n_val, n_test = int(val * und.size(1)), int(test * und.size(1))
     te, va, tr = und[:, perm[:n_test]], und[:, perm[n_test:n_test + n_val]], und[:, perm[n_test + n_val:]]

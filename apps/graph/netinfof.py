@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from apps.graph.conv import gcn_norm
 from apps.graph.metrics import EdgeSplit, accuracy, hits_at_k
-from core.sparse import SparseOperator
 
 
 def _standardise(z: torch.Tensor) -> torch.Tensor:
@@ -36,12 +36,6 @@ def _pca(m: torch.Tensor, d: int) -> torch.Tensor:
     return u * s
 
 
-def _norm_adj(edges: torch.Tensor, n: int, self_loops: bool) -> SparseOperator:
-    from apps.graph.conv import gcn_norm
-
-    return gcn_norm(edges, n, self_loops=self_loops)
-
-
 def node_embeddings(x: torch.Tensor, split: EdgeSplit, d: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
     """The four NetInfoF views of the training graph, each [N, d], columns standardised."""
     torch.manual_seed(seed)
@@ -49,7 +43,7 @@ def node_embeddings(x: torch.Tensor, split: EdgeSplit, d: int = 64, seed: int = 
     a = torch.zeros(n, n)
     a[g[0], g[1]] = 1.0
     u, s, _ = torch.svd_lowrank(a, q=d, niter=4)
-    with_loops, without = _norm_adj(g, n, True), _norm_adj(g, n, False)
+    with_loops, without = gcn_norm(g, n, self_loops=True), gcn_norm(g, n, self_loops=False)
     return {"U": _standardise(u * s.sqrt()), "F": _standardise(_pca(x, d)),
             "Psl": _standardise(_pca(with_loops @ (with_loops @ x), d)),
             "Pns": _standardise(_pca(without @ (without @ x), d))}

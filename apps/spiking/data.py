@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 from pathlib import Path
 
@@ -23,15 +22,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from apps.spiking.encode import SpikeEncoder, read_wav
 from apps.spiking.synthetic import delay_task
-from core.datadir import DataError, data_dir
+from core.datadir import DataError, cache_dir, data_dir
 
 log = logging.getLogger(__name__)
 FSDD_NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("FFN_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "ffn-pipelines"
 
 
 def fsdd_files(folder: Path) -> list[tuple[Path, int, str, int]]:

@@ -10,6 +10,7 @@ loud and a quiet speaker give similar spike rates). The settings form the cache 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import wave
@@ -47,6 +48,14 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     return x, sr
 
 
+@functools.lru_cache(maxsize=8)
+def _mel_transform(sample_rate: int, hop: int, f_min: float, f_max: float, channels: int):
+    """One filterbank per setting, built once (not once per file)."""
+    n_fft = 256 if sample_rate <= 16000 else 1024
+    return torchaudio.transforms.MelSpectrogram(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop, f_min=f_min,
+                                                f_max=f_max, n_mels=channels, power=2.0)
+
+
 @dataclass(frozen=True)
 class SpikeEncoder:
     sample_rate: int = 8000
@@ -65,10 +74,8 @@ class SpikeEncoder:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
     def _mel(self):
-        n_fft = 256 if self.sample_rate <= 16000 else 1024
-        return torchaudio.transforms.MelSpectrogram(
-            sample_rate=self.sample_rate, n_fft=n_fft, hop_length=max(1, int(self.sample_rate * self.hop_ms / 1000)),
-            f_min=self.f_min, f_max=min(self.f_max, self.sample_rate / 2), n_mels=self.channels, power=2.0)
+        return _mel_transform(self.sample_rate, max(1, int(self.sample_rate * self.hop_ms / 1000)), self.f_min,
+                              min(self.f_max, self.sample_rate / 2), self.channels)
 
     def envelope(self, x: np.ndarray) -> torch.Tensor:
         """[frames, channels]: cube-root compressed, rectified filterbank power."""

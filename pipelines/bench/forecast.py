@@ -19,7 +19,7 @@ from apps.forecast.models import canonical
 from apps.forecast.presets import HORIZONS, published
 from core.datadir import DataError
 from pipelines import tracking
-from pipelines.bench.table import markdown
+from pipelines.bench.table import markdown, mean_std
 from pipelines.config import ConfigError
 from pipelines.forecast import ForecastJob
 from pipelines.runner import run, set_threads
@@ -101,10 +101,10 @@ def main(argv: list[str]) -> int:
 def _row(model, data, h, scores, capped):
     mse = [s[0] for s in scores]
     mae = [s[1] for s in scores]
-    fmt = lambda v: f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else "")  # noqa: E731
     paper = published(model, data, h)
     if paper is None:
-        return [model, data, h, fmt(mse), "-", "-", fmt(mae), "-", "-", "-"]
+        return [model, data, h, mean_std(mse, 3), "-", "-", mean_std(mae, 3), "-", "-", "-"]
     d_mse, d_mae = statistics.mean(mse) - paper[0], statistics.mean(mae) - paper[1]
     ok = "yes" if d_mse <= 0.010 else ("no (epochs capped)" if capped else "no")
-    return [model, data, h, fmt(mse), f"{paper[0]:.3f}", f"{d_mse:+.3f}", fmt(mae), f"{paper[1]:.3f}", f"{d_mae:+.3f}", ok]
+    return [model, data, h, mean_std(mse, 3), f"{paper[0]:.3f}", f"{d_mse:+.3f}",
+            mean_std(mae, 3), f"{paper[1]:.3f}", f"{d_mae:+.3f}", ok]

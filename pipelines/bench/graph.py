@@ -26,17 +26,13 @@ from apps.graph.netinfof import NetInfoFAct, fit_act, node_embeddings, probe
 from apps.graph.task import NodeClassifier
 from core.datadir import DataError
 from pipelines.bench.sections import add_common, check_sections, quiet, run_sections
-from pipelines.bench.table import markdown
+from pipelines.bench.table import markdown, mean_std
 from pipelines.runner import set_threads
 
 SECTIONS = ("node", "forward", "init", "link", "speed")
 PAPER_NODE = {"Cora": 81.5, "CiteSeer": 70.3}
 PAPER_FORWARD = {("bp", 2): "86.84 ± 1.0", ("sf", 2): "87.95 ± 1.4", ("bp", 3): "88.65", ("sf", 3): "88.15"}
 PAPER_LINK = {"Cora": (81.3, 67.1), "CiteSeer": (87.3, 60.4)}  # NetInfoF, GCN (Hits@100, NetInfoF Table)
-
-
-def _fmt(v: list[float]) -> str:
-    return f"{statistics.mean(v):.2f}" + (f" ± {statistics.stdev(v):.2f}" if len(v) > 1 else "")
 
 
 def _fit(task, dm, max_epochs: int, patience: int | None = None) -> float:
@@ -56,7 +52,8 @@ def node(a) -> str:
         for seed in a.seeds:
             pl.seed_everything(seed, verbose=False)
             accs.append(_fit(NodeClassifier(GNN(dm.num_features, dm.num_classes)), dm, 200))
-        rows.append([name, "GCN", len(accs), _fmt(accs), PAPER_NODE[name], f"{statistics.mean(accs) - PAPER_NODE[name]:+.2f}"])
+        rows.append([name, "GCN", len(accs), mean_std(accs, 2), PAPER_NODE[name],
+                     f"{statistics.mean(accs) - PAPER_NODE[name]:+.2f}"])
     return markdown(["data (public split)", "model", "seeds", "ours acc %", "paper", "Δ"], rows)
 
 
@@ -75,7 +72,7 @@ def forward(a) -> str:
                                   patience=100)
             res["sf"].append(_fit(sf, dm, layers * a.epochs))
         for m in ("bp", "sf"):
-            rows.append([m.upper(), layers, len(a.splits), _fmt(res[m]), PAPER_FORWARD[(m, layers)],
+            rows.append([m.upper(), layers, len(a.splits), mean_std(res[m], 2), PAPER_FORWARD[(m, layers)],
                          f"{a.epochs}" + (" (paper 1000)" if a.epochs < 1000 else "")])
     return markdown(["method", "layers", "splits", "ours acc %", "paper", "epochs (per layer)"], rows)
 
@@ -97,7 +94,7 @@ def init(a) -> str:
                 hid = prof["backward"][:-1] or prof["backward"]
                 flat_b.append(max(hid) / max(min(hid), 1e-30))
                 accs.append(_fit(NodeClassifier(model), dm, 200))
-            rows.append([depth, scheme, _fmt(accs), f"{statistics.mean(flat_f):.1f}", f"{statistics.mean(flat_b):.1f}",
+            rows.append([depth, scheme, mean_std(accs, 2), f"{statistics.mean(flat_f):.1f}", f"{statistics.mean(flat_b):.1f}",
                          " ".join(f"{v:.1e}" for v in prof["forward"])])
     return markdown(["depth", "init", "acc %", "fwd var max/min", "bwd var max/min", "fwd var per layer (last seed)"], rows)
 
@@ -145,7 +142,8 @@ def link(a) -> str:
             score.append(100 * pr.score)
             gcn.append(_gae_hits(d, sp, seed))
         p_ours, p_gcn = PAPER_LINK[name]
-        rows.append([name, len(a.seeds), _fmt(ours), p_ours, _fmt(gcn), p_gcn, _fmt(score), _fmt(acc)])
+        rows.append([name, len(a.seeds), mean_std(ours, 2), p_ours, mean_std(gcn, 2), p_gcn, mean_std(score, 2),
+                     mean_std(acc, 2)])
     return markdown(["data", "seeds", "NetInfoF Hits@100", "paper", "GCN Hits@100", "paper GCN",
                      "probe score % (val)", "measured acc % (test)"], rows)
 

@@ -23,15 +23,11 @@ from apps.spiking.models import DelaySNN, count_parameters
 from apps.spiking.task import SpikeClassifier
 from core.datadir import DataError
 from pipelines.bench.sections import add_common, check_sections, quiet, run_sections
-from pipelines.bench.table import markdown
+from pipelines.bench.table import markdown, mean_std
 from pipelines.runner import set_threads
 
 SECTIONS = ("synthetic", "fsdd", "speed")
 VARIANTS = ("none", "random", "learned")
-
-
-def _fmt(v: list[float]) -> str:
-    return f"{statistics.mean(v):.1f}" + (f" ± {statistics.stdev(v):.1f}" if len(v) > 1 else "")
 
 
 def _train(dm, seed: int, epochs: int, **model_kw) -> tuple[float, dict, float]:
@@ -57,7 +53,7 @@ def _compare(a, datasets: list[tuple[str, SpikeData]], epochs: int, **model_kw) 
                 accs.append(acc)
                 secs.append(sec)
                 print(f"  {label} {v} seed {seed}: {acc:.1f}% ({sec:.1f} s/epoch)", flush=True)
-            rows.append([label, v, len(accs), _fmt(accs), params["weights"], params["positions"],
+            rows.append([label, v, len(accs), mean_std(accs, 1), params["weights"], params["positions"],
                          f"{statistics.mean(secs):.1f}"])
     return markdown(["data", "delays", "seeds", "test acc %", "weights", "delay positions", "s / epoch"], rows)
 

@@ -4,7 +4,6 @@ import wave
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from apps.spiking.data import SpikeData, read_shd
 from apps.spiking.encode import SpikeEncoder, read_wav

@@ -4,6 +4,11 @@ Order matters for failure handling: the config and the data are resolved and val
 MLflow run exists, so bad input leaves the store untouched; anything failing later marks the run
 FAILED and registers nothing. Exactly one MLflow run per training (Lightning's MLFlowLogger owns it;
 the final artifacts are added to that same run by id).
+
+Several processes (``--trainer.strategy ddp --trainer.devices 2``, torchrun, SLURM): every rank trains, only
+global rank 0 talks to MLflow (the logger is rank-zero-only; checkpoints go to rank 0's folder, which
+ModelCheckpoint broadcasts), and rank 0 alone tests on one device, since DistributedSampler would pad the
+test set with repeated windows, then logs and registers. The other ranks return after ``fit``.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from core.datadir import DataError
 from core.utils import deep_merge
@@ -135,6 +141,11 @@ def run(job: Job, argv: list[str] | None = None, cfg: dict | None = None) -> Res
     logger = MLFlowLogger(experiment_name=experiment, tracking_uri=uri, run_name=mcfg["run_name"],
                           artifact_location=tracking.artifact_location(experiment), log_model=False,
                           tags={"app": job.app, **mcfg["tags"]}, run_id=resume_id)
+    if rank_zero_only.rank != 0:  # another process of a multi-process training: train, leave MLflow to rank 0
+        trainer = _trainer(cfg, logger, tracking.checkpoint_dir(job.app, f"rank{rank_zero_only.rank}"))
+        trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt)
+        _leave_process_group()
+        return Result(run_id="", metrics={}, config=cfg, datamodule=dm)
     run_id = logger.run_id
     try:
         if resume_id:  # the same run goes on; its parameters are already logged (and immutable)
@@ -147,13 +158,23 @@ def run(job: Job, argv: list[str] | None = None, cfg: dict | None = None) -> Res
         trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt)
         if trainer.interrupted:
             raise KeyboardInterrupt("training interrupted")
-        ckpt = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if trainer.world_size > 1:  # test once, on all the test windows, in this process
+            _leave_process_group()  # else metrics would wait for the other ranks to sync
+            trainer = pl.Trainer(logger=logger, accelerator="cpu", devices=1, enable_progress_bar=False,
+                                 enable_model_summary=False, default_root_dir=str(trainer.default_root_dir))
+        ckpt = best or None
         metrics = {k: float(v) for k, v in trainer.test(task, datamodule=dm, ckpt_path=ckpt, verbose=False)[0].items()}
         result = _log_and_register(job, task, dm, cfg, run_id, metrics, client, data_params)
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
     return result
+
+
+def _leave_process_group() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _resume_point(job: Job, experiment: str, resume: str, client) -> tuple[str, str]:
@@ -233,6 +254,8 @@ def main(job: Job, argv: list[str] | None = None) -> int:
                             interrupted="the MLflow run is marked FAILED and nothing was registered")
     if code:
         return code
+    if not result.run_id:  # a non-zero rank of a multi-process training: rank 0 reports
+        return 0
     print(job.report(result.metrics, result.config))
     where = f"registered as {result.config['mlflow']['model_name'] or job.app} v{result.version}" if result.version \
         else "not registered"

@@ -37,7 +37,7 @@ class ForecastTask(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x, x_mark, y = batch
         loss = F.mse_loss(self(x, x_mark), y)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
         return loss + collect_aux_loss(self.model)
 
     def validation_step(self, batch, batch_idx):

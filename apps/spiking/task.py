@@ -48,7 +48,7 @@ class SpikeClassifier(pl.LightningModule):
         x, y = batch
         out = self(x)
         loss = time_averaged_nll(out, y)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
@@ -59,7 +59,7 @@ class SpikeClassifier(pl.LightningModule):
         out = self(x)
         acc = (torch.softmax(out, -1).mean(0).argmax(-1) == y).float().mean()
         self.log_dict({f"{stage}_loss": time_averaged_nll(out, y), f"{stage}_acc": acc}, prog_bar=stage == "val",
-                      batch_size=len(y))
+                      batch_size=len(y), sync_dist=True)
 
     def validation_step(self, batch, batch_idx):
         self._eval(batch, "val")

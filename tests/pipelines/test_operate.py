@@ -1,7 +1,6 @@
 """Operating a model: resume a killed training into the same MLflow run, serve the champion over HTTP."""
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from pipelines import callbacks, tracking
 from pipelines.forecast import ForecastJob
 from pipelines.runner import run
+from pipelines.server import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -54,15 +54,9 @@ def test_resume_without_anything_to_resume_is_a_clear_error():
         run(ForecastJob(), FAST + ["--epochs", "1", "--resume", "last"])
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_champion_answers_http_predictions_from_mlflow_models_serve(data_root):
     res = run(ForecastJob(), FAST + ["--epochs", "1"])
-    port = _free_port()
+    port = free_port()
     bindir = os.path.dirname(sys.executable)  # mlflow execs `uvicorn` from PATH: the venv's bin must be on it
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(),
            "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}

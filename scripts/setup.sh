@@ -8,4 +8,4 @@ pip="$venv/bin/python -m pip"
 # torch first, alone: torchvision/torchaudio must resolve against exactly this build
 $pip install --quiet "torch==2.9.1" "torchvision==0.24.1"
 $pip install --quiet "torch==2.9.1" "torchaudio==2.9.1"
-$pip install --quiet -e ".[test,bench]"
+$pip install --quiet -e ".[test,bench,server]"

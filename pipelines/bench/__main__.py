@@ -1,11 +1,12 @@
-"""``python -m pipelines.bench <area> [options]``; areas: forecast, ssm, ffn, graph, spiking."""
+"""``python -m pipelines.bench <area> [options]``; areas: forecast, ssm, ffn, graph, spiking, reliability."""
 from __future__ import annotations
 
 import importlib
 import sys
 
 AREAS = {"forecast": "pipelines.bench.forecast", "ssm": "pipelines.bench.ssm", "ffn": "pipelines.bench.ffn",
-         "graph": "pipelines.bench.graph", "spiking": "pipelines.bench.spiking"}
+         "graph": "pipelines.bench.graph", "spiking": "pipelines.bench.spiking",
+         "reliability": "pipelines.bench.reliability"}
 
 
 def main(argv: list[str]) -> int:

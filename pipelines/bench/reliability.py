@@ -172,10 +172,17 @@ def cycle(h: Harness, i: int, fault: str) -> dict:
     codes = [p.returncode for p in procs]
     ok = {"0": codes == [0], "2": codes == [2], "-9": codes == [-9], "non-zero": codes[0] != 0,
           "0 and 3": sorted(codes) == [0, 3]}[expected]
-    lines = [o[0].strip().splitlines()[-1] if o[0].strip() else (o[1].strip().splitlines() or [""])[-1]
-             for o in outs]
+    lines = [_summary(out, err) for _, (out, err) in sorted(zip(codes, outs), key=lambda p: p[0] != 0)]
     return {"codes": codes, "expected": expected, "ok": ok, "note": note, "lines": lines,
             "seconds": time.time() - t0, "good": good}
+
+
+def _summary(out: str, err: str) -> str:
+    """The retrain's one-line summary (stdout) or its error line; nothing for a killed process."""
+    if out.strip():
+        return out.strip().splitlines()[-1]
+    said = [ln for ln in err.splitlines() if ln.startswith(("error:", "failed", "interrupted"))]
+    return said[-1] if said else ""
 
 
 def run_cycles(cycles: int, work: Path | None = None, log=print) -> dict:
@@ -206,6 +213,10 @@ def run_cycles(cycles: int, work: Path | None = None, log=print) -> dict:
             rows.append(row)
             log(" | ".join(map(str, row)))
             state = new or state
+        exp = h.client.get_experiment_by_name("forecast")
+        runs = h.client.search_runs([exp.experiment_id]) if exp else []
+        totals["runs_left_running"] = sum(r.info.status == "RUNNING" for r in runs)  # killed with no chance to say so
+        totals["versions"] = len(h.client.search_model_versions(f"name='{NAME}'"))
     totals["final_champion"] = state.get("version")
     totals["rows"] = rows
     if own:
@@ -217,7 +228,7 @@ def table(res: dict) -> str:
     head = ["cycle", "fault", "challenger", "exit", "expected", "champion before", "champion after", "audit",
             "note / last line", "s"]
     keys = ("cycles", "violations", "unexpected_exits", "promotions", "champion_lost", "worse_champion",
-            "final_champion")
+            "final_champion", "versions", "runs_left_running")
     return markdown(head, res["rows"]) + "\n\n" + "  ".join(f"{k} {res[k]}" for k in keys)
 
 

@@ -76,14 +76,15 @@ def speed(a) -> str:
     ours = DelayedLinear(c_in, c_out, d, delays="learned", sigma=2.0)
     dense = torch.nn.Conv1d(c_in, c_out, d, bias=False)
     xb = x.permute(1, 2, 0).contiguous()
+    xg, xbg = x.clone().requires_grad_(), xb.clone().requires_grad_()  # a hidden layer: its input needs a gradient
 
-    def train_ours():
+    def train_ours(inp=x):
         ours.zero_grad()
-        ours(x).square().mean().backward()
+        ours(inp).square().mean().backward()
 
-    def train_dense():
+    def train_dense(inp=xb):
         dense.zero_grad()
-        dense(F.pad(xb, (d - 1, 0))).square().mean().backward()
+        dense(F.pad(inp, (d - 1, 0))).square().mean().backward()
 
     rounded = DelayedLinear(c_in, c_out, d, delays="learned")
     rounded.load_state_dict(ours.state_dict())
@@ -98,13 +99,19 @@ def speed(a) -> str:
         with torch.no_grad():
             rounded(x)
 
+    def infer_dense():
+        with torch.no_grad():
+            dense(F.pad(xb, (d - 1, 0)))
+
     fns = {"train ours": train_ours, "train dense": train_dense, "infer training form": infer_train_form,
-           "infer integer delays": infer_rounded}
+           "infer integer delays": infer_rounded, "train ours hidden": lambda: train_ours(xg),
+           "train dense hidden": lambda: train_dense(xbg), "infer dense": infer_dense, "infer integer 2": infer_rounded}
     times = {k: [] for k in fns}
     for f in fns.values():
         for _ in range(3):
             f()
-    for pair in (("train ours", "train dense"), ("infer training form", "infer integer delays")):
+    for pair in (("train ours", "train dense"), ("train ours hidden", "train dense hidden"),
+                 ("infer training form", "infer integer delays"), ("infer dense", "infer integer 2")):
         for _ in range(a.reps):  # each pair interleaved, so both sides see the same machine load
             for k in pair:
                 t = time.perf_counter()
@@ -114,8 +121,12 @@ def speed(a) -> str:
     return markdown(["measure", "ours ms", "reference ms", "ratio ours / reference"], [
         ["training step (fwd+bwd), learned delays vs dense Conv1d with the full D-tap kernel",
          f"{m['train ours']:.1f}", f"{m['train dense']:.1f}", f"{m['train ours'] / m['train dense']:.2f}"],
+        ["the same, input needs a gradient (a hidden layer)", f"{m['train ours hidden']:.1f}",
+         f"{m['train dense hidden']:.1f}", f"{m['train ours hidden'] / m['train dense hidden']:.2f}"],
         ["inference, integer delays (one tap) vs the training form", f"{m['infer integer delays']:.1f}",
          f"{m['infer training form']:.1f}", f"{m['infer integer delays'] / m['infer training form']:.2f}"],
+        ["inference, integer delays vs dense Conv1d with the full D-tap kernel (the DCLS form)",
+         f"{m['infer integer 2']:.1f}", f"{m['infer dense']:.1f}", f"{m['infer integer 2'] / m['infer dense']:.2f}"],
     ])
 
 

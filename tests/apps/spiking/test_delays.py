@@ -105,3 +105,34 @@ def test_learned_delays_solve_the_order_task_and_no_delays_cannot():
         accs[delays] = tr.test(task, datamodule=dm, verbose=False)[0]["test_acc"]
     assert accs["learned"] >= 0.95, accs
     assert abs(accs["none"] - 0.5) < 0.08, accs
+
+
+@pytest.mark.parametrize("t_len,d", [(12, 7), (13, 8), (1, 5), (40, 1)])
+def test_dft_convolution_equals_direct_convolution_with_gradients(t_len, d):
+    """causal_conv (frequency domain, GEMMs) against F.conv1d on the front-padded input, values and gradients."""
+    import torch.nn.functional as F
+
+    from apps.spiking.delays import causal_conv
+
+    torch.manual_seed(t_len + d)
+    x = torch.randn(t_len, 3, 5, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(4, 5, d, dtype=torch.float64, requires_grad=True)
+    ref = F.conv1d(F.pad(x.permute(1, 2, 0), (d - 1, 0)), k.flip(-1)).permute(2, 0, 1)
+    out = causal_conv(x, k)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(out, (x, k), g), torch.autograd.grad(ref, (x, k), g))
+
+
+def test_integer_inference_in_chunks_for_long_sequences_equals_reference():
+    from apps.spiking import delays
+
+    layer = _integer_layer(2)
+    layer.round_delays()
+    layer.eval()
+    x = (torch.rand(delays.CHUNK * 2 + 17, 2, 6) < 0.2).float()
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), delay_reference(x, layer.weight.detach(), layer.integer_delays()))
+        torch.testing.assert_close(layer(x[:9]), delay_reference(x[:9], layer.weight.detach(),
+                                                                  layer.integer_delays()))
+    assert sorted(layer._sparse) == [9, delays.CHUNK]  # one operator per chunk length, reused

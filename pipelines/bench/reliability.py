@@ -164,7 +164,8 @@ def cycle(h: Harness, i: int, fault: str) -> dict:
         expected = "-9" if fault == "kill_training" else "non-zero"
     else:
         good = True
-        procs = [h.retrain(seed, True, extra=("--epochs", "4")), h.retrain(seed + 1000, True, extra=("--epochs", "4"))]
+        both = ("--epochs", "6")  # long enough to overlap whatever the start-up jitter
+        procs = [h.retrain(seed, True, extra=both), h.retrain(seed + 1000, True, extra=both)]
         expected = "0 and 3"
     outs = [p.communicate(timeout=900) for p in procs]
     if fault == "server_down" and not h.server.mlflow.healthy():

@@ -4,6 +4,7 @@ Needs PostgreSQL's server programs (Debian's ``postgresql``, which ``.ci/run`` i
 are skipped on a developer machine and fail in CI (``FFN_REQUIRE_TEAM_SERVER=1``), so CI cannot pass vacuously.
 """
 import os
+import shutil
 import tempfile
 
 import mlflow
@@ -31,8 +32,11 @@ def team_server():
         pytest.skip(str(e))
     root = tempfile.mkdtemp(prefix="ffn-team-")
     os.chmod(root, 0o755)  # PostgreSQL runs as the postgres user when we are root
-    with TeamServer(root) as server:
-        yield server
+    try:
+        with TeamServer(root) as server:
+            yield server
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_retrain_registers_promotes_and_loads_through_postgres_and_mlflow_server(team_server, monkeypatch,

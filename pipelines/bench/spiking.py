@@ -1,7 +1,8 @@
 """``python -m pipelines.bench spiking``: no delays vs fixed random delays vs learned delays, and the delay layer's speed.
 
 Sections (``--sections``): ``synthetic`` the volley-order task (``apps/spiking/synthetic.py``); ``fsdd`` spoken
-digits as spike trains, official and speaker-held-out splits; ``speed`` the delay layer against a dense temporal
+digits as spike trains, the official split (3 seeds) and leave-one-speaker-out (each of the 6 speakers held out
+in turn, seeds cycling over the folds, with per-fold paired gaps); ``speed`` the delay layer against a dense temporal
 convolution with the full max-delay kernel (what a DCLS convolution computes), training step and inference,
 interleaved in one process. Accuracy: test, integer (rounded) delays, mean ± std over ``--seeds``. One MLflow run
 in the ``bench`` experiment with the tables as artifacts. ``--quick``: one seed, fewer epochs, official split.
@@ -17,11 +18,11 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from apps.spiking.data import SpikeData
+from apps.spiking.data import SpikeData, fsdd_files
 from apps.spiking.delays import DelayedLinear
 from apps.spiking.models import DelaySNN, count_parameters
 from apps.spiking.task import SpikeClassifier
-from core.datadir import DataError
+from core.datadir import DataError, data_dir
 from pipelines.bench.sections import add_common, check_sections, quiet, run_sections
 from pipelines.bench.table import markdown, mean_std
 from pipelines.runner import set_threads
@@ -42,30 +43,72 @@ def _train(dm, seed: int, epochs: int, **model_kw) -> tuple[float, dict, float]:
     return 100 * tr.test(task, datamodule=dm, verbose=False)[0]["test_acc"], count_parameters(model), sec
 
 
-def _compare(a, datasets: list[tuple[str, SpikeData]], epochs: int, **model_kw) -> str:
+def _runs(a, label: str, dm: SpikeData, seeds, epochs: int, **model_kw) -> dict:
+    """variant -> [(acc, params, s/epoch) per seed]."""
+    dm.setup()
+    out = {v: [] for v in VARIANTS}
+    for v in VARIANTS:
+        for seed in seeds:
+            acc, params, sec = _train(dm, seed, epochs, delays=v, **model_kw)
+            out[v].append((acc, params, sec))
+            print(f"  {label} {v} seed {seed}: {acc:.1f}% ({sec:.1f} s/epoch)", flush=True)
+    return out
+
+
+def _row(label: str, v: str, runs: list, n: str) -> list:
+    accs, (_, params, _) = [r[0] for r in runs], runs[0]
+    return [label, v, n, mean_std(accs, 1), params["weights"], params["positions"],
+            f"{statistics.mean(r[2] for r in runs):.1f}"]
+
+
+HEAD = ["data", "delays", "seeds", "test acc %", "weights", "delay positions", "s / epoch"]
+
+
+def _compare(a, datasets: list[tuple[str, SpikeData]], epochs: int, **model_kw) -> list[list]:
     rows = []
     for label, dm in datasets:
-        dm.setup()
+        runs = _runs(a, label, dm, a.seeds, epochs, **model_kw)
+        rows += [_row(label, v, runs[v], str(len(a.seeds))) for v in VARIANTS]
+    return rows
+
+
+def _loso(a, epochs: int, **model_kw) -> list[list]:
+    """Leave one speaker out, every speaker in turn; fold k trains with seed ``seeds[k % len(seeds)]``.
+    Rows: each variant over the folds, then the per-fold paired gaps (learned - random, random - none)."""
+    speakers = sorted({f[2] for f in fsdd_files(data_dir() / "audio" / "fsdd" / "recordings")})
+    folds = {v: [] for v in VARIANTS}
+    for k, who in enumerate(speakers):
+        seed = a.seeds[k % len(a.seeds)]
+        runs = _runs(a, f"FSDD speaker:{who}", SpikeData("fsdd", split=f"speaker:{who}", batch_size=64), [seed],
+                     epochs, **model_kw)
         for v in VARIANTS:
-            accs, secs = [], []
-            for seed in a.seeds:
-                acc, params, sec = _train(dm, seed, epochs, delays=v, **model_kw)
-                accs.append(acc)
-                secs.append(sec)
-                print(f"  {label} {v} seed {seed}: {acc:.1f}% ({sec:.1f} s/epoch)", flush=True)
-            rows.append([label, v, len(accs), mean_std(accs, 1), params["weights"], params["positions"],
-                         f"{statistics.mean(secs):.1f}"])
-    return markdown(["data", "delays", "seeds", "test acc %", "weights", "delay positions", "s / epoch"], rows)
+            folds[v] += runs[v]
+    n = f"{len(speakers)} folds, seeds {','.join(map(str, sorted(set(a.seeds[:len(speakers)]))))}"
+    label = "FSDD leave-one-speaker-out"
+    rows = [_row(label, v, folds[v], n) for v in VARIANTS]
+    for hi, lo in (("learned", "random"), ("random", "none")):
+        gaps = [h[0] - l[0] for h, l in zip(folds[hi], folds[lo])]
+        wins = sum(g > 0 for g in gaps)
+        rows.append([label, f"{hi} - {lo}, paired per fold", n,
+                     f"{mean_std(gaps, 1)} (> 0 in {wins}/{len(gaps)}: {' '.join(f'{g:+.1f}' for g in gaps)})",
+                     "", "", ""])
+    return rows
 
 
 def synthetic(a) -> str:
     dm = SpikeData("synthetic", batch_size=64)
-    return _compare(a, [("order task (chance 50)", dm)], a.synthetic_epochs, hidden=64, max_delay=16)
+    return markdown(HEAD, _compare(a, [("order task (chance 50)", dm)], a.synthetic_epochs, hidden=64, max_delay=16))
 
 
 def fsdd(a) -> str:
-    sets = [(f"FSDD {s}", SpikeData("fsdd", split=s, batch_size=64)) for s in a.splits]
-    return _compare(a, sets, a.epochs, hidden=a.hidden, max_delay=25)
+    rows = []
+    for s in a.splits:
+        if s == "loso":
+            rows += _loso(a, a.epochs, hidden=a.hidden, max_delay=25)
+        else:
+            rows += _compare(a, [(f"FSDD {s}", SpikeData("fsdd", split=s, batch_size=64))], a.epochs,
+                             hidden=a.hidden, max_delay=25)
+    return markdown(HEAD, rows)
 
 
 def speed(a) -> str:
@@ -134,7 +177,8 @@ def parse(argv):
     ap = argparse.ArgumentParser(prog="python -m pipelines.bench spiking", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one seed, official split, few epochs")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--splits", nargs="+", default=["official", "speaker:theo"])
+    ap.add_argument("--splits", nargs="+", default=["official", "loso"],
+                    help="official, speaker:NAME, or loso (every speaker held out in turn)")
     ap.add_argument("--epochs", type=int, default=12, help="FSDD epochs per training")
     ap.add_argument("--synthetic-epochs", type=int, default=10)
     ap.add_argument("--hidden", type=int, default=64)
@@ -151,8 +195,8 @@ def main(argv: list[str]) -> int:
     threads = set_threads({"threads": a.threads})
     if "fsdd" in a.sections:
         try:
-            for s in a.splits:
-                SpikeData("fsdd", split=s).setup()  # fail fast (and fill the spike cache) before any training
+            for s in a.splits:  # fail fast (and fill the spike cache) before any training
+                SpikeData("fsdd", split="official" if s == "loso" else s).setup()
         except DataError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -222,8 +222,9 @@ def _log_and_register(job, task, dm, cfg, run_id, metrics, client, data_params: 
 
 
 def cli_call(fn, note: str = "", interrupted: str = "", codes: dict | None = None):
-    """-> (exit code, fn()). One ``error:`` line and 2 for bad input or config, 130 when interrupted, a traceback
-    and 1 for anything else; ``codes`` maps further exception types to codes (one line each)."""
+    """-> (exit code, fn()). One ``error:`` line and 2 for bad input or config, 130 when interrupted, one line and 1
+    when the tracking server does not answer, a traceback and 1 for anything else; ``codes`` maps further
+    exception types to codes (one line each)."""
     try:
         return 0, fn()
     except tuple(codes or ()) as e:
@@ -235,7 +236,10 @@ def cli_call(fn, note: str = "", interrupted: str = "", codes: dict | None = Non
     except KeyboardInterrupt:
         print("interrupted" + (f": {interrupted}" if interrupted else note), file=sys.stderr)
         return 130, None
-    except Exception:  # noqa: BLE001 - anything else is a bug or an environment problem: show it
+    except Exception as e:  # noqa: BLE001 - anything else is a bug or an environment problem: show it
+        if isinstance(e, mlflow.exceptions.MlflowException) and "Max retries exceeded" in str(e):
+            print(f"error: the tracking server did not answer ({str(e)[:240]}){note}", file=sys.stderr)
+            return 1, None
         traceback.print_exc()
         if note:
             print(f"failed{note}", file=sys.stderr)

@@ -87,3 +87,16 @@ def test_retrain_cycles_with_injected_faults_never_lose_or_worsen_the_champion(t
         state = new
     assert team_server.mlflow.healthy()  # restarted after the outage
     assert promotions == 1 and state["version"] == "2"  # the barely trained v1 lost to the concurrent cycle's winner
+
+
+def test_an_unreachable_tracking_server_is_one_error_line_and_exit_1(monkeypatch, capsys):
+    from pipelines.forecast import ForecastJob
+    from pipelines.runner import main
+    from pipelines.server import free_port
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # nobody listens there
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    assert main(ForecastJob(), FAST) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the tracking server did not answer (API request to http://127.0.0.1:")
+    assert "Traceback" not in err

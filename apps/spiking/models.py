@@ -58,13 +58,18 @@ class DelaySNN(nn.Module):
             h = bn(h.reshape(t * b, -1)).reshape(t, b, -1)
             x = drop(lif(h))
             rates.append(x.detach().mean())
-        cur = self.readout(x)
-        u, out = torch.zeros_like(cur[0]), []
-        for i in range(t):  # leaky integrator readout
-            u = self.readout_beta * u + (1 - self.readout_beta) * cur[i]
-            out.append(u)
-        out = torch.stack(out)
+        out = leaky_integrate(self.readout(x), self.readout_beta)
         return (out, rates) if return_rates else out
+
+
+def leaky_integrate(cur: torch.Tensor, beta: float) -> torch.Tensor:
+    """u_t = beta u_{t-1} + (1 - beta) I_t from u_{-1} = 0, for I[T, ...], as one product with the lower-triangular
+    matrix L[t, s] = (1 - beta) beta^(t - s) (instead of T small steps)."""
+    t = cur.size(0)
+    k = torch.arange(t, device=cur.device, dtype=torch.float64)
+    lag = k[:, None] - k[None, :]
+    mat = torch.where(lag >= 0, (1 - beta) * beta ** lag.clamp(min=0), torch.zeros((), dtype=torch.float64))
+    return (mat.to(cur.dtype) @ cur.reshape(t, -1)).view_as(cur)
 
 
 def count_parameters(model: DelaySNN) -> dict[str, int]:

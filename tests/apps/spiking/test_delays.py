@@ -136,3 +136,14 @@ def test_integer_inference_in_chunks_for_long_sequences_equals_reference():
         torch.testing.assert_close(layer(x[:9]), delay_reference(x[:9], layer.weight.detach(),
                                                                   layer.integer_delays()))
     assert sorted(layer._sparse) == [9, delays.CHUNK]  # one operator per chunk length, reused
+
+
+def test_leaky_integrator_readout_equals_its_recurrence():
+    from apps.spiking.models import leaky_integrate
+
+    cur = torch.randn(30, 4, 3, dtype=torch.float64)
+    u, ref = torch.zeros(4, 3, dtype=torch.float64), []
+    for i in range(30):
+        u = 0.7 * u + 0.3 * cur[i]
+        ref.append(u)
+    torch.testing.assert_close(leaky_integrate(cur, 0.7), torch.stack(ref))

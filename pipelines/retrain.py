@@ -3,7 +3,7 @@
 One idempotent step for cron, systemd timers or Airflow:
 
 1. take the lock of the registered model (``<mlruns>/locks/<name>.lock``); if another retrain holds it, say
-   who and exit 3;
+   who and exit 3; mark FAILED the runs this host left RUNNING when their process was killed;
 2. train on the latest data with the app's runner; the new version is registered as ``challenger``
    (the very first version of a name becomes ``champion`` and the step ends there);
 3. score challenger and champion afresh on the same newest holdout (the app's ``Job.score``, lower is better);
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import sys
 import time
 from contextlib import contextmanager
@@ -67,6 +68,33 @@ def model_lock(name: str):
         f.close()
 
 
+def reap_stale_runs(client, experiment: str) -> list[str]:
+    """Mark FAILED the RUNNING runs of ``experiment`` started on this host by a process that no longer exists
+    (killed by SIGKILL or cut off from the tracking server, nobody left to end them). -> their ids."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    host, reaped = socket.gethostname(), []
+    for r in client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'"):
+        pid = r.data.tags.get("pid", "")
+        if r.data.tags.get("host") != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        client.set_tag(r.info.run_id, "ended_by", f"retrain on {host}: process {pid} no longer exists")
+        client.set_terminated(r.info.run_id, "FAILED")
+        reaped.append(r.info.run_id)
+    return reaped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def load_predictor(uri: str):
     return mlflow.pyfunc.load_model(uri).unwrap_python_model().predictor
 
@@ -79,6 +107,7 @@ def retrain(app: str, argv: list[str], margin: float = 0.0) -> tuple[str, dict]:
     with model_lock(name):
         uri = tracking.activate()
         client = MlflowClient(uri)
+        reap_stale_runs(client, cfg["mlflow"]["experiment"] or job.app)
         result = run(job, cfg=cfg)
         champion = _champion(client, name)
         if champion is None or str(champion.version) == str(result.version):

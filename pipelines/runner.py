@@ -13,6 +13,7 @@ test set with repeated windows, then logs and registers. The other ranks return 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import traceback
 import warnings
@@ -140,7 +141,8 @@ def run(job: Job, argv: list[str] | None = None, cfg: dict | None = None) -> Res
     resume_id, resume_ckpt = _resume_point(job, experiment, cfg["resume"], client) if cfg["resume"] else (None, None)
     logger = MLFlowLogger(experiment_name=experiment, tracking_uri=uri, run_name=mcfg["run_name"],
                           artifact_location=tracking.artifact_location(experiment), log_model=False,
-                          tags={"app": job.app, **mcfg["tags"]}, run_id=resume_id)
+                          tags={"app": job.app, "host": socket.gethostname(), "pid": str(os.getpid()),
+                                **mcfg["tags"]}, run_id=resume_id)
     if rank_zero_only.rank != 0:  # another process of a multi-process training: train, leave MLflow to rank 0
         trainer = _trainer(cfg, logger, tracking.checkpoint_dir(job.app, f"rank{rank_zero_only.rank}"))
         trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt)

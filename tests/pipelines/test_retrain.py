@@ -1,4 +1,5 @@
 """Champion / challenger retraining, the lock, failures that leave the champion alone, and the scheduler."""
+import os
 import subprocess
 import sys
 
@@ -81,3 +82,21 @@ def test_scheduler_runs_jobs_and_survives_a_failing_one(tmp_path):
     res = subprocess.run([sys.executable, "-m", "pipelines.schedule", "--config", str(bad)], capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 2 and "bad cron expression '61 * * * *'" in res.stderr
+
+
+def test_retrain_ends_runs_whose_process_was_killed_on_this_host():
+    import socket
+
+    import mlflow
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    c = MlflowClient(tracking.tracking_uri())
+    exp = tracking.use_experiment("forecast")
+    orphan = c.create_run(exp, tags={"host": socket.gethostname(), "pid": str(dead.pid)}).info.run_id
+    alive = c.create_run(exp, tags={"host": socket.gethostname(), "pid": str(os.getpid())}).info.run_id
+    elsewhere = c.create_run(exp, tags={"host": "another-machine", "pid": str(dead.pid)}).info.run_id
+    assert rt.main(["forecast", *FAST]) == 0
+    assert c.get_run(orphan).info.status == "FAILED" and "no longer exists" in c.get_run(orphan).data.tags["ended_by"]
+    assert c.get_run(alive).info.status == "RUNNING" and c.get_run(elsewhere).info.status == "RUNNING"
+    assert mlflow.active_run() is None

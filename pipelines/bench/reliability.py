@@ -173,14 +173,14 @@ def cycle(h: Harness, i: int, fault: str) -> dict:
     codes = [p.returncode for p in procs]
     ok = {"0": codes == [0], "2": codes == [2], "-9": codes == [-9], "non-zero": codes[0] != 0,
           "0 and 3": sorted(codes) == [0, 3]}[expected]
-    lines = [_summary(out, err) for _, (out, err) in sorted(zip(codes, outs), key=lambda p: p[0] != 0)]
+    lines = [_summary(code, out, err) for code, (out, err) in sorted(zip(codes, outs), key=lambda p: p[0] != 0)]
     return {"codes": codes, "expected": expected, "ok": ok, "note": note, "lines": lines,
             "seconds": time.time() - t0, "good": good}
 
 
-def _summary(out: str, err: str) -> str:
+def _summary(code: int, out: str, err: str) -> str:
     """The retrain's one-line summary (stdout) or its error line; nothing for a killed process."""
-    if out.strip():
+    if code == 0 and out.strip():
         return out.strip().splitlines()[-1]
     said = [ln for ln in err.splitlines() if ln.startswith(("error:", "failed", "interrupted"))]
     return said[-1] if said else ""

@@ -153,6 +153,8 @@ def run(job: Job, argv: list[str] | None = None, cfg: dict | None = None) -> Res
         if resume_id:  # the same run goes on; its parameters are already logged (and immutable)
             client.update_run(run_id, status="RUNNING")
             client.set_tag(run_id, "resumed_from", str(resume_ckpt))
+            client.set_tag(run_id, "host", socket.gethostname())  # this process owns it now (see retrain's reaping)
+            client.set_tag(run_id, "pid", str(os.getpid()))
         data_params = job.data_params(dm)  # hashes data files: once per run
         if not resume_id:
             logger.log_hyperparams({**flatten(cfg), "threads": threads, **data_params})

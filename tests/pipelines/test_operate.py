@@ -42,6 +42,7 @@ def test_resume_continues_the_same_run_from_its_last_checkpoint(monkeypatch):
     assert res.run_id == failed.info.run_id
     r = c.get_run(res.run_id)
     assert r.info.status == "FINISHED" and r.data.tags["resumed_from"].endswith("last.ckpt")
+    assert r.data.tags["pid"] == str(os.getpid())
     val = c.get_metric_history(res.run_id, "val_loss")
     assert len(val) == 3  # epoch 0 before the crash, epochs 1 and 2 after the resume: none twice, none lost
     assert len(c.search_runs([c.get_experiment_by_name("forecast").experiment_id])) == 1

@@ -124,6 +124,8 @@ class DelayedLinear(nn.Module):
         t, b, i = x.shape
         d, steps = self.max_delay, min(t, CHUNK)
         if steps not in self._sparse:
+            if len(self._sparse) >= 4:  # varying lengths: keep the newest few operators only
+                self._sparse.pop(next(iter(self._sparse)))
             self._sparse[steps] = self._toeplitz(steps)
         op, chunks = self._sparse[steps], -(-t // steps)
         xp = x.new_empty(d - 1 + chunks * steps, i, b)  # [(s, i), B]: D-1 zero steps, x, zeros to whole chunks

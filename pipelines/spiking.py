@@ -14,7 +14,7 @@ import torch
 
 from apps.spiking.data import SpikeData
 from apps.spiking.delays import DELAYS
-from apps.spiking.models import DelaySNN, count_parameters
+from apps.spiking.models import DelaySNN, class_probs, count_parameters
 from apps.spiking.predict import DigitPredictor
 from apps.spiking.task import SpikeClassifier
 from pipelines.config import ConfigError, check_kwargs
@@ -75,7 +75,7 @@ class SpikingJob(Job):
         right, n = 0, 0
         with torch.no_grad():
             for x, y in dm.test_dataloader():
-                right += int((torch.softmax(predictor.model(x), -1).mean(0).argmax(-1) == y).sum())
+                right += int((class_probs(predictor.model(x)).argmax(-1) == y).sum())
                 n += len(y)
         return 1.0 - right / n
 

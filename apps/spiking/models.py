@@ -62,13 +62,17 @@ class DelaySNN(nn.Module):
         return (out, rates) if return_rates else out
 
 
+def class_probs(membrane: torch.Tensor) -> torch.Tensor:
+    """The network's decision: softmax of the readout membrane averaged over time, [T, B, classes] -> [B, classes]."""
+    return torch.softmax(membrane, -1).mean(0)
+
+
 def leaky_integrate(cur: torch.Tensor, beta: float) -> torch.Tensor:
     """u_t = beta u_{t-1} + (1 - beta) I_t from u_{-1} = 0, for I[T, ...], as one product with the lower-triangular
     matrix L[t, s] = (1 - beta) beta^(t - s) (instead of T small steps)."""
     t = cur.size(0)
     k = torch.arange(t, device=cur.device, dtype=torch.float64)
-    lag = k[:, None] - k[None, :]
-    mat = torch.where(lag >= 0, (1 - beta) * beta ** lag.clamp(min=0), torch.zeros((), dtype=torch.float64))
+    mat = ((1 - beta) * beta ** (k[:, None] - k[None, :]).clamp(min=0)).tril()
     return (mat.to(cur.dtype) @ cur.reshape(t, -1)).view_as(cur)
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from apps.spiking.encode import SpikeEncoder, read_wav
+from apps.spiking.models import class_probs
 from core.datadir import DataError
 
 
@@ -32,7 +33,7 @@ class DigitPredictor:
         else:
             raise DataError(f"{source}: needs a 'path' column of wav files (or 'spikes'), got {list(df.columns)}")
         with torch.no_grad():
-            probs = torch.softmax(self.model(spikes), -1).mean(0)
+            probs = class_probs(self.model(spikes))
         conf, label = probs.max(-1)
         out = pd.DataFrame({"label": label.numpy(), "confidence": conf.numpy().astype("float64")})
         if key == "path":

@@ -15,12 +15,11 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from apps.spiking.models import DelaySNN
+from apps.spiking.models import DelaySNN, class_probs
 
 
 def time_averaged_nll(membrane: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    probs = torch.softmax(membrane, -1).mean(0)  # [B, classes]
-    return F.nll_loss(torch.log(probs.clamp(min=1e-8)), y)
+    return F.nll_loss(torch.log(class_probs(membrane).clamp(min=1e-8)), y)
 
 
 class SpikeClassifier(pl.LightningModule):
@@ -57,7 +56,7 @@ class SpikeClassifier(pl.LightningModule):
     def _eval(self, batch, stage):
         x, y = batch
         out = self(x)
-        acc = (torch.softmax(out, -1).mean(0).argmax(-1) == y).float().mean()
+        acc = (class_probs(out).argmax(-1) == y).float().mean()
         self.log_dict({f"{stage}_loss": time_averaged_nll(out, y), f"{stage}_acc": acc}, prog_bar=stage == "val",
                       batch_size=len(y), sync_dist=True)
 

@@ -11,7 +11,12 @@ from core.grad import add_gradient_noise
 
 
 class GradientNoise(pl.Callback):
-    """Annealed Gaussian gradient noise (Neelakantan et al. 2015): sigma_t^2 = eta / (1 + t)^gamma."""
+    """Annealed Gaussian gradient noise (Neelakantan et al. 2015): sigma_t^2 = eta / (1 + t)^gamma.
+
+    Args:
+        eta: noise variance at step 0.
+        gamma: decay exponent of the variance over steps.
+    """
 
     def __init__(self, eta: float = 0.01, gamma: float = 0.55):
         self.eta, self.gamma = eta, gamma
@@ -23,7 +28,11 @@ class GradientNoise(pl.Callback):
 
 class SelfGuidance(pl.Callback):
     """Self-guided training of structured FFNs (Wei et al. 2024): the dense weight ``a`` decays 1 -> 0 (cosine)
-    over the first ``decay_fraction`` of all training steps."""
+    over the first ``decay_fraction`` of all training steps.
+
+    Args:
+        decay_fraction: share of all training steps over which the dense weight decays to 0.
+    """
 
     def __init__(self, decay_fraction: float = 0.5):
         if not 0.0 <= decay_fraction <= 1.0:

@@ -17,7 +17,8 @@ from apps.forecast.predict import Forecaster
 from apps.forecast.presets import preset, published
 from apps.forecast.task import ForecastTask
 from core.utils import deep_merge
-from pipelines.config import ConfigError, check_kwargs
+from pipelines.config import ConfigError
+from pipelines.options import Param, Section, ffn_choices, ffn_section
 from pipelines.runner import RUNNER_DEFAULTS, Job, main
 
 
@@ -43,19 +44,28 @@ class ForecastJob(Job):
         cfg["model"]["name"] = name
         return cfg
 
+    def sections(self, cfg: dict) -> dict[str, Section]:
+        name = cfg["model"]["name"]
+        return {
+            "data": Section(ForecastData, help="the CSV and its windows (apps.forecast.data.ForecastData)"),
+            "model": Section(MODELS[name], skip=("n_vars", "lookback", "horizon", "mixer", "mixer_kw"),
+                             extra=(Param("name", str, "s_mamba", "the model", tuple(MODELS)),),
+                             choices=ffn_choices(), nested={"ffn_kw": ffn_section},
+                             help=f"{MODELS[name].__name__} (apps.forecast.models)"),
+            "optim": Section(ForecastTask, skip=("model", "targets"), help="optimiser (apps.forecast.task)"),
+        }
+
     def build(self, cfg: dict):
-        check_kwargs(ForecastData, cfg["data"], "data")
-        check_kwargs(ForecastTask, cfg["optim"], "optim", skip=("model",))
         dm = ForecastData(**cfg["data"])
         dm.setup()
         kw = {k: v for k, v in cfg["model"].items() if k != "name"}
-        cls = MODELS[cfg["model"]["name"]]
-        check_kwargs(cls, kw, f"model ({cls.__name__})", skip=("n_vars", "lookback", "horizon", "mixer", "mixer_kw"))
         model = build_model(cfg["model"]["name"], dm.n_vars, dm.lookback, dm.horizon, **kw)
-        return dm, ForecastTask(model, **cfg["optim"])
+        targets = None if dm.features == "M" else dm.targets
+        return dm, ForecastTask(model, **cfg["optim"], targets=targets)
 
     def predictor(self, task, dm, cfg):
-        return Forecaster(task.model, dm.scaler, dm.columns, dm.lookback, dm.horizon, dm.freq, dm.use_time_features)
+        return Forecaster(task.model, dm.scaler, dm.columns, dm.lookback, dm.horizon, dm.freq, dm.use_time_features,
+                          dm.out_columns)
 
     def input_example(self, dm):
         import pandas as pd
@@ -71,28 +81,34 @@ class ForecastJob(Job):
     def figures(self, task, dm) -> dict:
         if task.example is None:
             return {}
-        x, y, pred = (t.numpy() for t in task.example)
-        return {"forecast_vs_truth.png": forecast_figure(x, y, pred, dm.columns)}
+        x, y, pred = (dm.scaler.inverse(t.numpy()) for t in task.example)  # original units
+        s = dm.starts[2]  # the first test window starts at the test split's first row
+        dates = dm.dates[s:s + dm.lookback + dm.horizon]
+        return {"forecast_vs_truth.png": forecast_figure(x, y, pred, dm.columns, dates, channel=dm.targets[-1])}
 
     score_name = "test_mse"
 
     def score(self, predictor, dm) -> float:
         """MSE over every test window of ``dm``, on ``dm``'s scale, whatever scaler the model was trained with."""
         if list(predictor.columns) != list(dm.columns) or predictor.lookback != dm.lookback \
-                or predictor.horizon != dm.horizon:
+                or predictor.horizon != dm.horizon or list(predictor.out_columns) != list(dm.out_columns):
             raise ConfigError(f"the model predicts {predictor.columns} (L={predictor.lookback}, H={predictor.horizon}); "
                               f"the holdout has {dm.columns} (L={dm.lookback}, H={dm.horizon})")
         sq, n = 0.0, 0
         for x, marks, y in dm.test_dataloader():
             pred = predictor.forecast_windows(torch.as_tensor(dm.scaler.inverse(x.numpy())), marks)
-            sq += float(((torch.as_tensor(dm.scaler.transform(pred.numpy())) - y) ** 2).sum())
-            n += y.numel()
+            err = (torch.as_tensor(dm.scaler.transform(pred.numpy())) - y)[..., dm.targets]
+            sq += float((err ** 2).sum())
+            n += err.numel()
         return sq / n
 
     def report(self, metrics: dict, cfg: dict) -> str:
         d = cfg["data"]
         paper = published(cfg["model"]["name"], str(d["data"]), d["horizon"], d["lookback"])
-        line = f"{cfg['model']['name']} on {d['data']} (L={d['lookback']}, H={d['horizon']}): "
+        feats = d.get("features", "M")
+        if feats != "M":
+            paper = None  # the published tables are multivariate (M)
+        line = f"{cfg['model']['name']} on {d['data']} (L={d['lookback']}, H={d['horizon']}, {feats}): "
         parts = []
         for i, k in enumerate(("mse", "mae")):
             v = metrics[f"test_{k}"]

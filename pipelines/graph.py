@@ -13,12 +13,13 @@ import torch
 
 from apps.graph.data import GraphData
 from apps.graph.forward import ForwardForwardGNN, SingleForwardGNN
-from apps.graph.init import initialize, variance_profile
+from apps.graph.init import SCHEMES, initialize, variance_profile
 from apps.graph.models import CONVS, GNN
 from apps.graph.predict import NodePredictor
 from apps.graph.task import NodeClassifier
 from core.utils import deep_merge
-from pipelines.config import ConfigError, check_kwargs
+from pipelines.config import ConfigError
+from pipelines.options import Param, Section, ffn_choices, ffn_section
 from pipelines.runner import RUNNER_DEFAULTS, Job, main
 
 METHODS = {"bp": None, "sf": SingleForwardGNN, "ffla": ForwardForwardGNN}
@@ -54,15 +55,32 @@ class GraphJob(Job):
         cfg["trainer"]["patience"] = 0
         return cfg
 
+    def sections(self, cfg: dict) -> dict[str, Section]:
+        method = cfg["task"]["method"]
+        task_params = (
+            Param("method", str, "bp", "bp: backpropagation; sf: ForwardGNN single-forward; ffla: forward-forward "
+                  "with label appending", tuple(METHODS)),
+            Param("epochs_per_layer", int, 1000, "sf / ffla: epochs each layer trains"),
+            Param("patience", int, 100, "sf / ffla: a layer stops after this many epochs without a better val acc"))
+        layerwise = ("in_channels", "num_classes", "hidden", "layers", "lr", "weight_decay", "epochs", "patience")
+        return {
+            "data": Section(GraphData, skip=("seed",), help="the graph and its split (apps.graph.data.GraphData)"),
+            "model": Section(GNN, skip=("in_channels", "out_channels", "conv"), extra=(
+                Param("name", str, "gcn", "graph convolution", CONVS),
+                Param("init", str, "default", "weight initialisation (apps.graph.init; virgo: Li et al. 2023)",
+                      SCHEMES)), choices=ffn_choices(), nested={"ffn_kw": ffn_section},
+                help="apps.graph.models.GNN"),
+            "optim": Section(NodeClassifier, skip=("model",), help="Adam"),
+            "task": Section(METHODS[method], skip=layerwise, extra=task_params) if METHODS.get(method)
+            else Section(extra=task_params, help="training method"),
+        }
+
     def build(self, cfg: dict):
-        check_kwargs(GraphData, cfg["data"], "data")
         dm = GraphData(seed=cfg["seed"], **cfg["data"])
         dm.setup()
         m = {k: v for k, v in cfg["model"].items() if k not in ("name", "init")}
         method, t = cfg["task"]["method"], cfg["task"]
         if method == "bp":
-            check_kwargs(GNN, m, "model (GNN)", skip=("in_channels", "out_channels", "conv"))
-            check_kwargs(NodeClassifier, cfg["optim"], "optim", skip=("model",))
             model = GNN(dm.num_features, dm.num_classes, conv=cfg["model"]["name"], **m)
             d = dm.data
             initialize(model, cfg["model"]["init"], d.x, d.edge_index, d.train_mask)
@@ -73,7 +91,6 @@ class GraphJob(Job):
         cls = METHODS[method]
         kw = {k: v for k, v in m.items() if k in ("hidden", "layers")}
         extra = {k: v for k, v in t.items() if k not in ("method", "epochs_per_layer")}
-        check_kwargs(cls, extra, "task", skip=())
         self.profile = None
         return dm, cls(dm.num_features, dm.num_classes, epochs=t["epochs_per_layer"], **kw, **cfg["optim"], **extra)
 

@@ -26,8 +26,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from pipelines import tracking
-from pipelines.config import parse_args
-from pipelines.runner import cli_call, run
+from pipelines.runner import cli_call, resolved_config, run
 
 LOCKED = 3
 
@@ -102,7 +101,7 @@ def load_predictor(uri: str):
 def retrain(app: str, argv: list[str], margin: float = 0.0) -> tuple[str, dict]:
     """-> (one-line summary, details). Raises on failure, with the champion untouched."""
     job = jobs()[app]()
-    cfg = job.resolve(parse_args(list(argv), job.shortcuts))
+    cfg = resolved_config(job, argv)
     name = cfg["mlflow"]["model_name"] or job.app
     with model_lock(name):
         uri = tracking.activate()

@@ -20,6 +20,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import mlflow
+import yaml
 import pytorch_lightning as pl
 import torch
 from mlflow.models import infer_signature
@@ -32,7 +33,9 @@ from core.datadir import DataError
 from core.utils import deep_merge
 from pipelines import tracking
 from pipelines.callbacks import CALLBACKS
-from pipelines.config import ConfigError, check_keys, check_kwargs, flatten, parse_args
+from pipelines.config import ConfigError, flatten, parse_args
+from pipelines.figures import learning_curves, plt
+from pipelines.options import Param, Section, check, check_section, describe
 from pipelines.pyfunc import PredictorModel, requirements
 
 RUNNER_DEFAULTS = {
@@ -82,13 +85,62 @@ class Job:
     def score(self, predictor, dm) -> float:
         raise NotImplementedError(f"{type(self).__name__} cannot score models for retraining")
 
-    def usage(self) -> str:
-        import yaml
+    def sections(self, cfg: dict) -> dict[str, Section]:
+        """The app's config sections and the constructors they feed, for the resolved ``cfg`` (the model section
+        depends on the chosen model). Checked before anything is built; listed by ``--help``."""
+        return {}
 
-        short = "\n".join(f"  --{k:<10} sets {v}" for k, v in self.shortcuts.items())
-        return (f"usage: python -m pipelines.{self.app} [--config file.yaml ...] [--section.key value ...]\n\n"
-                f"shortcuts:\n{short}\n\ndefaults (paper presets fill in per model/data/horizon):\n"
-                + yaml.safe_dump(deep_merge(RUNNER_DEFAULTS, self.defaults), sort_keys=False))
+    def usage(self, cfg: dict) -> str:
+        short = "\n".join(f"  --{k:<10} sets --{v}" for k, v in self.shortcuts.items())
+        return (f"usage: python -m pipelines.{self.app} [--config file.yaml ...] [--section.key value ...] "
+                f"[--print_config] [--help]\n\n"
+                f"Options below are for the configuration these arguments resolve to (defaults < paper preset < "
+                f"YAML < command line);\nadd --model NAME etc. before --help to see another model's options.\n\n"
+                f"shortcuts:\n{short}\n\n" + describe({"": RUNNER_SECTION, **all_sections(self, cfg)}, cfg))
+
+
+def _callbacks_section() -> Section:
+    return Section(extra=tuple(Param(n, dict, {}, (c.__doc__ or "").strip().splitlines()[0]) for n, c in
+                               CALLBACKS.items()),
+                   nested={n: (lambda v, c=c: Section(c)) for n, c in CALLBACKS.items()},
+                   help="training aids (pipelines.callbacks)")
+
+
+RUNNER_SECTION = Section(extra=(
+    Param("seed", int, 2023, "seed for every random generator (Lightning's seed_everything)"),
+    Param("threads", int | None, None, "torch threads; none: $FFN_THREADS, else all cores"),
+    Param("resume", str | None, None, "'last' or a run id: continue that run from its last checkpoint"),
+    Param("config", str, None, "a YAML file with these sections (may be repeated; later files win)"),
+), help="the runner")
+
+MLFLOW_SECTION = Section(extra=(
+    Param("experiment", str | None, None, "MLflow experiment (default: the app's name)"),
+    Param("model_name", str | None, None, "registered model name (default: the app's name)"),
+    Param("register", bool, True, "register the trained model in the MLflow Model Registry"),
+    Param("run_name", str | None, None, "MLflow run name"),
+    Param("tags", dict, {}, "extra tags on the run"),
+), help="tracking and registry")
+
+
+def all_sections(job: Job, cfg: dict) -> dict[str, Section]:
+    trainer = Section(pl.Trainer, extra=(Param("patience", int, 3, "early-stopping patience on val_loss (0: off)"),),
+                      listed=("max_epochs", "patience", "accelerator", "devices", "strategy", "num_nodes",
+                              "precision", "gradient_clip_val", "accumulate_grad_batches", "enable_progress_bar"),
+                      help="pytorch_lightning.Trainer (any of its arguments)")
+    return {**job.sections(cfg), "trainer": trainer, "callbacks": _callbacks_section(), "mlflow": MLFLOW_SECTION}
+
+
+def check_config(job: Job, cfg: dict) -> None:
+    """Every key of ``cfg`` known and of the right type (values coerced in place), before anything is built."""
+    sections = all_sections(job, cfg)
+    top = {k: v for k, v in cfg.items() if k not in sections}
+    unknown = sorted(k for k in top if k not in RUNNER_SECTION.params())
+    if unknown:
+        raise ConfigError(f"unknown config section(s) {unknown}; sections are "
+                          f"{sorted(list(sections) + [k for k in RUNNER_SECTION.params() if k != 'config'])}")
+    check_section(top, RUNNER_SECTION, "")
+    cfg.update(top)
+    check(cfg, sections)
 
 
 @dataclass
@@ -120,18 +172,21 @@ def _trainer(cfg: dict, logger, ckpt_dir) -> pl.Trainer:
     return pl.Trainer(logger=logger, callbacks=callbacks, default_root_dir=str(ckpt_dir), **tcfg)
 
 
+def resolved_config(job: Job, argv: list[str]) -> dict:
+    """argv -> the full config (defaults < preset < YAML < command line), checked and typed. Raises ConfigError."""
+    cfg = job.resolve(parse_args(list(argv), job.shortcuts))
+    check_config(job, cfg)
+    return cfg
+
+
 def run(job: Job, argv: list[str] | None = None, cfg: dict | None = None) -> Result:
     """Train, test, log and register one model. ``cfg`` (already resolved) bypasses argv."""
     if cfg is None:
-        cfg = job.resolve(parse_args(list(argv or []), job.shortcuts))
-    check_keys(cfg, deep_merge(RUNNER_DEFAULTS, job.defaults))
+        cfg = resolved_config(job, argv or [])
+    else:
+        check_config(job, cfg)
     threads = set_threads(cfg)
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
-    check_kwargs(pl.Trainer, {k: v for k, v in cfg["trainer"].items() if k != "patience"}, "trainer")
-    for name, opts in cfg["callbacks"].items():
-        if name not in CALLBACKS:
-            raise ConfigError(f"unknown callback {name!r}; known: {sorted(CALLBACKS)}")
-        check_kwargs(CALLBACKS[name], opts or {}, f"callbacks.{name}")
     dm, task = job.build(cfg)  # validates config and data before anything is written to MLflow
 
     mcfg = cfg["mlflow"]
@@ -204,8 +259,13 @@ def _log_and_register(job, task, dm, cfg, run_id, metrics, client, data_params: 
     example = job.input_example(dm)
     with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
         mlflow.log_dict(cfg, "config.yaml")
-        for name, fig in job.figures(task, dm).items():
+        figures = job.figures(task, dm)
+        curves = learning_curves(client, run_id)
+        if curves is not None:
+            figures = {"learning_curves.png": curves, **figures}
+        for name, fig in figures.items():
             mlflow.log_figure(fig, name)
+            plt.close(fig)
         info = mlflow.pyfunc.log_model(name="model", python_model=PredictorModel(predictor), input_example=example,
                                        signature=infer_signature(example, predictor.predict(example)),
                                        pip_requirements=requirements())
@@ -253,8 +313,13 @@ def cli_call(fn, note: str = "", interrupted: str = "", codes: dict | None = Non
 def main(job: Job, argv: list[str] | None = None) -> int:
     """CLI wrapper: one clear line and exit 2 for bad input or config, traceback and exit 1 otherwise."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("-h", "--help"):
-        print(job.usage())
+    wants_help = any(a in ("-h", "--help") for a in argv)
+    if wants_help or "--print_config" in argv:  # the resolved, checked config of these arguments; nothing runs
+        rest = [a for a in argv if a not in ("-h", "--help", "--print_config")]
+        code, cfg = cli_call(lambda: resolved_config(job, rest))
+        if code:
+            return code
+        print(job.usage(cfg) if wants_help else yaml.safe_dump(cfg, sort_keys=False), end="")
         return 0
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*The number of training batches.*")

@@ -13,11 +13,12 @@ import sys
 import torch
 
 from apps.spiking.data import SpikeData
+from apps.spiking.encode import SpikeEncoder
 from apps.spiking.delays import DELAYS
 from apps.spiking.models import DelaySNN, class_probs, count_parameters
 from apps.spiking.predict import DigitPredictor
 from apps.spiking.task import SpikeClassifier
-from pipelines.config import ConfigError, check_kwargs
+from pipelines.options import Section
 from pipelines.runner import Job, main
 
 
@@ -32,12 +33,16 @@ class SpikingJob(Job):
     shortcuts = {"delays": "model.delays", "data": "data.source", "split": "data.split",
                  "epochs": "trainer.max_epochs", "lr": "optim.lr"}
 
+    def sections(self, cfg: dict) -> dict[str, Section]:
+        return {
+            "data": Section(SpikeData, skip=("seed",), nested={"encoder": lambda v: Section(SpikeEncoder)},
+                            help="spike trains (apps.spiking.data.SpikeData)"),
+            "model": Section(DelaySNN, skip=("in_channels", "num_classes"), choices={"delays": DELAYS},
+                             help="apps.spiking.models.DelaySNN"),
+            "optim": Section(SpikeClassifier, skip=("model",), help="Adam, two learning rates"),
+        }
+
     def build(self, cfg: dict):
-        check_kwargs(SpikeData, cfg["data"], "data")
-        check_kwargs(DelaySNN, cfg["model"], "model", skip=("in_channels", "num_classes"))
-        check_kwargs(SpikeClassifier, cfg["optim"], "optim", skip=("model",))
-        if cfg["model"].get("delays") not in DELAYS:
-            raise ConfigError(f"model.delays: unknown {cfg['model'].get('delays')!r}; known: {', '.join(DELAYS)}")
         dm = SpikeData(seed=cfg["seed"], **cfg["data"])
         dm.setup()
         model = DelaySNN(dm.channels, dm.num_classes, **cfg["model"])

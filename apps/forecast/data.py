@@ -9,11 +9,14 @@ Splits (Zhou et al. 2021 / TSLib ``Dataset_ETT_hour``, ``Dataset_Custom``):
 - StandardScaler fitted on the train rows only; metrics are reported on that scale.
 - Time features ("timeF"): calendar fields scaled to [-0.5, 0.5], fed as extra variate tokens.
 - Every window is evaluated: no dropped last batch in val/test.
+- ``features`` as TSLib: ``M`` all columns in, all out; ``S`` the ``target`` column alone; ``MS`` all columns in
+  (the target moved last, as TSLib's ``Dataset_Custom`` does), the target alone scored.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -21,7 +24,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from core.datadir import DataError, RemoteFile, fetch, sha256
+from core.datadir import DataError, RemoteFile, data_dir, fetch, sha256
 
 _ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/{}.csv"
 DATASETS: dict[str, RemoteFile] = {
@@ -32,10 +35,25 @@ DATASETS: dict[str, RemoteFile] = {
 }
 
 
+SHIPPED = Path(__file__).resolve().parent / "datasets"  # ETTh1, the default job's input (datasets/README.md)
+
+
 def resolve(data: str) -> Path:
-    """A registered dataset name (``ETTh1``) or a path to a CSV."""
+    """A registered dataset name (``ETTh1``) or a path to a CSV.
+
+    A name is looked up in the data directory first, then among the files shipped with the package (ETTh1, its
+    sha256 checked), and only then downloaded.
+    """
     if data in DATASETS:
-        return fetch(DATASETS[data])
+        remote = DATASETS[data]
+        in_data_dir = data_dir() / remote.relpath
+        shipped = SHIPPED / Path(remote.relpath).name
+        if not in_data_dir.exists() and shipped.is_file():
+            if sha256(shipped) != remote.sha256:
+                raise DataError(f"{shipped}: sha256 does not match the published {data} ({remote.sha256}); "
+                                f"the shipped file was modified")
+            return shipped
+        return fetch(remote)
     path = Path(data).expanduser()
     if path.suffix.lower() == ".csv" or path.exists():
         if not path.is_file():
@@ -97,6 +115,27 @@ def validate_frame(df: pd.DataFrame, source: str, columns: list[str] | None = No
         i = int(np.flatnonzero(np.diff(dates.to_numpy()) <= np.timedelta64(0))[0]) + 1
         raise DataError(f"{source}: line {i + 2}: dates are not increasing ({dates.iloc[i - 1]} then {dates.iloc[i]})")
     return pd.DatetimeIndex(dates), arr.astype(np.float32), [str(v) for v in values]
+
+
+def select_columns(values: np.ndarray, names: list[str], features: str, target: str, columns: list[str] | None,
+                   source: str) -> tuple[np.ndarray, list[str], list[str]]:
+    """-> (values[T, N_in], input column names, output column names) for TSLib's M / S / MS."""
+    if columns:
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise DataError(f"{source}: --data.columns names {missing}, not in the file's columns {names}")
+        keep = list(dict.fromkeys(columns))
+    else:
+        keep = list(names)
+    if features == "M":
+        out = keep
+    else:
+        if target not in names:
+            raise DataError(f"{source}: target column {target!r} (--data.target) is not among {names}")
+        keep = [target] if features == "S" else [c for c in keep if c != target] + [target]
+        out = [target]
+    idx = [names.index(c) for c in keep]
+    return values[:, idx], keep, out
 
 
 # ---------------------------------------------------------------- time features (TSLib "timeF")
@@ -175,22 +214,40 @@ class Windows(Dataset):
 class ForecastData(pl.LightningDataModule):
     """TSLib data: ``ForecastData("ETTh1", lookback=96, horizon=96)`` or any CSV path.
 
-    Batches are ``(x[B, L, N], x_mark[B, L, M], y[B, H, N])`` on the train-fit scale. Every test window is
-    scored; ``test_drop_last=True`` reproduces the Autoformer-era loaders (RTSF's RLinear among them) that drop the
-    last incomplete test batch, which on ETTh2 removes its hardest final windows (README, reproduction table).
+    Batches are ``(x[B, L, N], x_mark[B, L, M], y[B, H, N])`` on the train-fit scale; ``targets`` are the indices of
+    the variates that are scored (all for M, the last one for S / MS). Every test window is scored;
+    ``test_drop_last=True`` reproduces the Autoformer-era loaders (RTSF's RLinear among them) that drop the last
+    incomplete test batch, which on ETTh2 removes its hardest final windows (README, reproduction table).
+
+    Args:
+        data: a registered dataset name (ETTh1, ETTh2) or the path of a CSV with a date column.
+        lookback: input length L in time steps.
+        horizon: forecast length H in time steps.
+        batch_size: windows per batch.
+        split: row borders: auto (ETT's 12/4/4 months for ETT files, else 70/10/20), ett_hour, ett_minute, ratio_7_1_2.
+        time_features: feed TSLib's calendar features (timeF) as extra variate tokens.
+        features: M (all columns -> all), S (target -> target) or MS (all columns -> target), as TSLib.
+        target: the target column for S / MS.
+        columns: use only these value columns (default: all).
+        num_workers: DataLoader worker processes.
+        test_drop_last: drop the last incomplete test batch, as the Autoformer-era loaders did.
     """
 
     def __init__(self, data: str = "ETTh1", lookback: int = 96, horizon: int = 96, batch_size: int = 32,
-                 split: str = "auto", time_features: bool = True, num_workers: int = 0,
-                 test_drop_last: bool = False):
+                 split: Literal["auto", "ett_hour", "ett_minute", "ratio_7_1_2"] = "auto", time_features: bool = True,
+                 features: Literal["M", "S", "MS"] = "M", target: str = "OT", columns: list[str] | None = None,
+                 num_workers: int = 0, test_drop_last: bool = False):
         super().__init__()
         for name, v in (("lookback", lookback), ("horizon", horizon), ("batch_size", batch_size)):
             if not isinstance(v, int) or v <= 0:
                 raise DataError(f"{name} must be a positive integer, got {v!r}")
         if split not in ("auto", "ett_hour", "ett_minute", "ratio_7_1_2"):
             raise DataError(f"unknown split {split!r}; use auto, ett_hour, ett_minute or ratio_7_1_2")
+        if features not in ("M", "S", "MS"):
+            raise DataError(f"unknown features {features!r}; use M, S or MS")
         self.data, self.lookback, self.horizon, self.batch_size = data, lookback, horizon, batch_size
         self.split, self.use_time_features, self.num_workers = split, time_features, num_workers
+        self.features, self.target, self.select = features, target, list(columns) if columns else None
         self.test_drop_last = test_drop_last  # the Autoformer-era loaders' protocol; see the README
         self._ready = False
 
@@ -198,7 +255,10 @@ class ForecastData(pl.LightningDataModule):
         if self._ready:
             return
         self.path = resolve(self.data)
-        dates, values, self.columns = read_csv(self.path)
+        dates, values, names = read_csv(self.path)
+        values, self.columns, self.out_columns = select_columns(values, names, self.features, self.target,
+                                                                self.select, str(self.path))
+        self.targets = [self.columns.index(c) for c in self.out_columns]
         self.freq = infer_freq(dates)
         self.kind = split_kind(self.path, self.split)
         try:
@@ -230,6 +290,7 @@ class ForecastData(pl.LightningDataModule):
     def fingerprint(self) -> dict:
         """What identifies the data a model saw: file hash and split borders."""
         return {"data_file": str(self.path), "data_sha256": sha256(self.path), "split": self.kind,
+                "features": self.features, "columns": ",".join(self.columns), "targets": ",".join(self.out_columns),
                 "split_starts": list(self.starts), "split_ends": list(self.ends), "rows": len(self.dates)}
 
     def _loader(self, name: str, shuffle: bool, drop_last: bool = False):

@@ -46,7 +46,19 @@ class RevIN(nn.Module):
 
 
 class InvertedEncoder(nn.Module):
-    """Variates as tokens: x[B, L, N] (+ x_mark[B, L, M]) -> tokens[B, N+M, d_model] -> y[B, H, N]."""
+    """Variates as tokens: x[B, L, N] (+ x_mark[B, L, M]) -> tokens[B, N+M, d_model] -> y[B, H, N].
+
+    Args:
+        d_model: width of a variate token.
+        e_layers: encoder blocks.
+        d_ff: FFN hidden width (default 4 * d_model).
+        dropout: dropout on the embedding, the FFN and the residual branches.
+        drop_mixer: dropout on the token mixer's output.
+        act: FFN activation.
+        ffn: the FFN variant of every block (core.ffn).
+        ffn_kw: the FFN variant's own options (--model.ffn_kw.<option>).
+        use_norm: non-stationary normalisation (RevIN without affine) around the encoder.
+    """
 
     def __init__(self, n_vars: int, lookback: int, horizon: int, mixer: str, mixer_kw: dict, d_model: int = 512,
                  e_layers: int = 2, d_ff: int | None = None, dropout: float = 0.1, drop_mixer: float = 0.0,
@@ -71,7 +83,11 @@ class InvertedEncoder(nn.Module):
 
 
 class ITransformer(InvertedEncoder):
-    """iTransformer: inverted tokens + multi-head attention + FFN, post-norm (dropout on attention too)."""
+    """iTransformer: inverted tokens + multi-head attention + FFN, post-norm (dropout on attention too).
+
+    Args:
+        n_heads: attention heads.
+    """
 
     def __init__(self, n_vars: int, lookback: int, horizon: int, n_heads: int = 8, dropout: float = 0.1, **kw):
         kw.setdefault("drop_mixer", dropout)
@@ -80,7 +96,14 @@ class ITransformer(InvertedEncoder):
 
 
 class SMamba(InvertedEncoder):
-    """S-Mamba: inverted tokens + bidirectional Mamba + FFN, post-norm (no dropout on the Mamba output)."""
+    """S-Mamba: inverted tokens + bidirectional Mamba + FFN, post-norm (no dropout on the Mamba output).
+
+    Args:
+        d_state: SSM state size N per channel.
+        d_conv: width of Mamba's causal depthwise convolution.
+        expand: Mamba's inner width / d_model.
+        scan_mode: selective scan path: auto (by length), sequential or parallel.
+    """
 
     def __init__(self, n_vars: int, lookback: int, horizon: int, d_state: int = 16, d_conv: int = 2,
                  expand: int = 1, scan_mode: str = "auto", **kw):
@@ -90,7 +113,12 @@ class SMamba(InvertedEncoder):
 
 
 class RLinear(nn.Module):
-    """RevIN -> Linear(L, H) over time, shared by all variates -> inverse RevIN. x[B, L, N] -> [B, H, N]."""
+    """RevIN -> Linear(L, H) over time, shared by all variates -> inverse RevIN. x[B, L, N] -> [B, H, N].
+
+    Args:
+        dropout: dropout on the normalised input.
+        affine: RevIN's learnable per-variate affine.
+    """
 
     def __init__(self, n_vars: int, lookback: int, horizon: int, dropout: float = 0.0, affine: bool = True):
         super().__init__()

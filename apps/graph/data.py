@@ -15,6 +15,7 @@ the files expected instead of trying to download.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import shutil
 from pathlib import Path
 
@@ -173,7 +174,15 @@ def fingerprint(data, split: str, name: str) -> dict:
 
 
 class GraphData(pl.LightningDataModule):
-    """One graph, full batch: every loader yields the same ``Data`` (x[N, F], edge_index[2, E], y[N], masks)."""
+    """One graph, full batch: every loader yields the same ``Data`` (x[N, F], edge_index[2, E], y[N], masks).
+
+    Args:
+        dataset: Cora, CiteSeer, PubMed, Cora_ML, or PyGClass/Name with raw files under graph/<PyGClass>/.
+        split: public, geom-gcn:K (the 10 geom-gcn masks), forwardgnn:K, or random:TRAIN/VAL fractions.
+        seed: seed of a random split.
+        root: data directory holding graph/ (default $FFN_DATA_DIR).
+        normalize_features: scale each feature row to sum 1 (Kipf & Welling).
+    """
 
     def __init__(self, dataset: str = "Cora", split: str = "public", seed: int = 0, root: str | None = None,
                  normalize_features: bool = True):
@@ -185,7 +194,11 @@ class GraphData(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:
             return
-        kw = {"split": "geom-gcn"} if self.split.startswith("geom-gcn") else {}
+        cls, _ = dataset_class(self.name)
+        # Planetoid keeps its geom-gcn masks apart (split="geom-gcn"); WebKB, Actor, WikipediaNetwork always
+        # carry their 10 splits as 2-D masks and take no such argument
+        takes_split = "split" in inspect.signature(cls.__init__).parameters
+        kw = {"split": "geom-gcn"} if self.split.startswith("geom-gcn") and takes_split else {}
         _, data = load(self.name, self.root, **kw)
         data = apply_split(data, self.split, self.seed, self.name, self.root)
         validate(data, self.name)

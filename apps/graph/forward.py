@@ -110,20 +110,28 @@ class _LayerwiseTask(pl.LightningModule):
         opt.step()
         self.log(f"train_loss_layer{self.phase}", loss, on_step=False, on_epoch=True, batch_size=1)
 
-    def validation_step(self, data, batch_idx):
+    @torch.no_grad()
+    def on_train_epoch_end(self):
+        """The layer schedule lives in the training loop, so how often validation runs cannot change training:
+        after every training epoch the current layer is scored on the validation nodes and the phase advances."""
+        data = self.trainer.datamodule.data
         self.n_active.fill_(self.phase + 1)
         pred = self.predict_classes(data)
+        val_acc = float((pred[data.val_mask] == data.y[data.val_mask]).float().mean())
+        if val_acc > self.best_val:
+            self.best_val = val_acc
+            self.best_test = float((pred[data.test_mask] == data.y[data.test_mask]).float().mean())
+        self._advance(val_acc)
+        self.n_active.fill_(self.phase + 1)
+
+    def validation_step(self, data, batch_idx):
+        """Logs only: val_acc (and val_loss = 1 - val_acc) of the layers trained so far."""
+        pred = self.predict_classes(data)
         val_acc = (pred[data.val_mask] == data.y[data.val_mask]).float().mean()
-        test_acc = (pred[data.test_mask] == data.y[data.test_mask]).float().mean()
-        if float(val_acc) > self.best_val:
-            self.best_val, self.best_test = float(val_acc), float(test_acc)
         self.log_dict({"val_acc": val_acc, "val_loss": 1.0 - val_acc, "layer": float(self.phase)},
                       prog_bar=True, batch_size=1)
-        self._advance(float(val_acc))
 
     def _advance(self, val_acc: float) -> None:
-        if self.trainer.sanity_checking:
-            return
         self._phase_epoch += 1
         if val_acc > self._best:
             self._best, self._bad = val_acc, 0
@@ -145,7 +153,11 @@ class _LayerwiseTask(pl.LightningModule):
 
 
 class SingleForwardGNN(_LayerwiseTask):
-    """SF. dims = [F, hidden, ..., hidden]; the class scores come from the virtual nodes, no output layer."""
+    """SF. dims = [F, hidden, ..., hidden]; the class scores come from the virtual nodes, no output layer.
+
+    Args:
+        temperature: softmax temperature of the node-to-virtual-node similarities.
+    """
 
     def __init__(self, in_channels: int, num_classes: int, hidden: int = 128, layers: int = 2, lr: float = 1e-3,
                  weight_decay: float = 0.0, epochs: int = 1000, patience: int = 100, temperature: float = 1.0):
@@ -196,7 +208,11 @@ class SingleForwardGNN(_LayerwiseTask):
 
 
 class ForwardForwardGNN(_LayerwiseTask):
-    """FF+LA. dims = [F + C, hidden, ..., hidden]; goodness threshold ``theta`` on mean(h²)."""
+    """FF+LA. dims = [F + C, hidden, ..., hidden]; goodness threshold ``theta`` on mean(h²).
+
+    Args:
+        theta: goodness threshold on mean(h²) separating positive from negative inputs.
+    """
 
     def __init__(self, in_channels: int, num_classes: int, hidden: int = 128, layers: int = 2, lr: float = 1e-3,
                  weight_decay: float = 0.0, epochs: int = 1000, patience: int = 100, theta: float = 0.1):

@@ -23,6 +23,21 @@ CONVS = ("gcn", "pyg_gcn", "sage", "gat", "gin")
 
 
 class GNN(nn.Module):
+    """``layers`` graph convolutions of one kind, ``x[N, F], edge_index[2, E] -> logits[N, C]``.
+
+    Args:
+        hidden: hidden width (per head for GAT).
+        layers: graph convolutions.
+        dropout: dropout before every convolution.
+        act: activation between convolutions.
+        heads: GAT attention heads in hidden layers.
+        attn_dropout: GAT dropout on attention coefficients.
+        ffn: the FFN variant of GIN's MLP and of the FFN sublayers (core.ffn).
+        ffn_sublayer: add h + FFN(LayerNorm(h)) after each hidden convolution.
+        ffn_kw: the FFN variant's own options (--model.ffn_kw.<option>).
+        sparse_input: feed features through a sparse operator: auto (when under 10 % non-zero), true, false.
+    """
+
     def __init__(self, in_channels: int, out_channels: int, hidden: int = 16, layers: int = 2, conv: str = "gcn",
                  dropout: float = 0.5, act: str = "relu", heads: int = 8, attn_dropout: float = 0.6,
                  ffn: str = "mlp", ffn_sublayer: bool = False, ffn_kw: dict | None = None,

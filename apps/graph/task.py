@@ -17,7 +17,12 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch
 
 
 class NodeClassifier(pl.LightningModule):
-    """Wraps a model ``(x[N, F], edge_index[2, E]) -> logits[N, C]``; logs train_loss, val_loss/acc, test_acc."""
+    """Wraps a model ``(x[N, F], edge_index[2, E]) -> logits[N, C]``; logs train_loss, val_loss/acc, test_acc.
+
+    Args:
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay (L2).
+    """
 
     def __init__(self, model: torch.nn.Module, lr: float = 0.01, weight_decay: float = 5e-4):
         super().__init__()

@@ -103,6 +103,17 @@ def read_shd(path: Path, bin_ms: float = 10.0, max_bins: int = 100, channels: in
 
 
 class SpikeData(pl.LightningDataModule):
+    """Spike trains [B, T, C] and labels: FSDD wavs encoded by ``SpikeEncoder``, an SHD HDF5 file, or the synthetic task.
+
+    Args:
+        source: fsdd, synthetic, or the path of an SHD-format HDF5 file.
+        split: official (FSDD recordings 0-4 test) or speaker:NAME (that speaker held out).
+        batch_size: samples per batch.
+        seed: seed of the validation split and the synthetic task.
+        encoder: SpikeEncoder options (channels, bin_ms, max_bins, ...).
+        synthetic: options of the synthetic task.
+    """
+
     def __init__(self, source: str = "fsdd", split: str = "official", batch_size: int = 64, seed: int = 0,
                  encoder: dict | None = None, synthetic: dict | None = None):
         super().__init__()

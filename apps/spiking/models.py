@@ -16,6 +16,18 @@ from apps.spiking.delays import DelayedLinear
 
 
 class DelaySNN(nn.Module):
+    """Hidden LIF layers with delayed synapses and a leaky-integrator readout; spikes[B, T, C] -> u[T, B, classes].
+
+    Args:
+        hidden: LIF neurons per hidden layer.
+        layers: hidden layers.
+        delays: synaptic delays: learned (positions trained), random (fixed integers) or none (plain linear).
+        max_delay: longest delay D in time bins.
+        dropout: dropout on spikes, one mask for all time steps.
+        tau: LIF membrane time constant in bins.
+        readout_beta: decay of the non-spiking readout integrator.
+    """
+
     def __init__(self, in_channels: int, num_classes: int, hidden: int = 256, layers: int = 2, delays: str = "learned",
                  max_delay: int = 25, dropout: float = 0.4, tau: float = 2.0, readout_beta: float = 0.5):
         super().__init__()

@@ -23,6 +23,16 @@ def time_averaged_nll(membrane: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 class SpikeClassifier(pl.LightningModule):
+    """Loss over time, Adam with two learning rates, Gaussian-width annealing; logs train_loss, val_loss/acc, test_acc.
+
+    Args:
+        lr: Adam learning rate of the weights.
+        lr_positions: Adam learning rate of the delay positions.
+        weight_decay: Adam weight decay of the weights.
+        sigma_end: final Gaussian width of the delay taps, in bins.
+        anneal_fraction: fraction of the epochs over which sigma anneals.
+    """
+
     def __init__(self, model: DelaySNN, lr: float = 5e-3, lr_positions: float = 5e-2, weight_decay: float = 1e-5,
                  sigma_end: float = 0.3, anneal_fraction: float = 0.7):
         super().__init__()

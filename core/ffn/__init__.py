@@ -24,10 +24,10 @@ from core.ffn.glu import GLU, SwiGLU
 from core.ffn.mlp import Mlp
 from core.ffn.moe import MoE
 from core.ffn.mot import MoTFFN
-from core.ffn.registry import FFN, build_ffn, collect_aux_loss, reparam_model, resolve_act
+from core.ffn.registry import ACTIVATIONS, FFN, build_ffn, collect_aux_loss, reparam_model, resolve_act
 from core.ffn.repa import RePaFFN
 from core.ffn.structured import BlockDenseFFN, GuidedLinear, LowRankFFN, guidance, set_guidance
 
-__all__ = ["FFN", "build_ffn", "collect_aux_loss", "reparam_model", "resolve_act", "Mlp", "GLU", "SwiGLU", "MoE",
+__all__ = ["ACTIVATIONS", "FFN", "build_ffn", "collect_aux_loss", "reparam_model", "resolve_act", "Mlp", "GLU", "SwiGLU", "MoE",
            "MoTFFN", "RePaFFN", "DuoFFN", "oracle_routes", "ChessFFN", "calibrate_chess", "LowRankFFN",
            "BlockDenseFFN", "GuidedLinear", "guidance", "set_guidance"]

@@ -17,6 +17,7 @@ _ACTS: dict[str, Callable[[], nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "identity": nn.Identity,
 }
+ACTIVATIONS: tuple[str, ...] = tuple(_ACTS)  # the names ``act`` accepts
 
 
 def register(name: str):

@@ -76,3 +76,35 @@ def test_bad_graphs_get_one_clear_error(over, msg):
     with pytest.raises(DataError, match=msg):
         validate(d, "toy")
     validate(_graph(), "toy")  # the unmodified graph is fine
+
+
+def _write_webkb(raw, n=30, classes=3, feats=5):
+    """A small graph in WebKB's raw format (geom-gcn's files): features+labels, edges, 10 split files."""
+    import numpy as np
+
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % classes
+    lines = ["node_id\tfeature\tlabel"] + [f"{i}\t{','.join(str(int(v)) for v in rng.integers(0, 2, feats))}\t{y[i]}"
+                                           for i in range(n)]
+    (raw / "out1_node_feature_label.txt").write_text("\n".join(lines) + "\n")
+    edges = ["node_id\tnode_id"] + [f"{i}\t{(i + 1) % n}" for i in range(n)] + [f"{i}\t{(i + 3) % n}" for i in range(n)]
+    (raw / "out1_graph_edges.txt").write_text("\n".join(edges) + "\n")
+    for k in range(10):
+        perm = np.random.default_rng(k).permutation(n)
+        m = {name: np.zeros(n, bool) for name in ("train_mask", "val_mask", "test_mask")}
+        m["train_mask"][perm[:18]], m["val_mask"][perm[18:24]], m["test_mask"][perm[24:]] = True, True, True
+        np.savez(raw / f"texas_split_0.6_0.2_{k}.npz", **m)
+    return y
+
+
+def test_geom_gcn_split_of_a_class_that_takes_no_split_argument(tmp_path):
+    """WebKB (like Actor, WikipediaNetwork) ships its 10 geom-gcn splits as 2-D masks and takes no ``split=``."""
+    import numpy as np
+
+    _write_webkb(tmp_path / "graph" / "WebKB" / "texas" / "raw")
+    dm = GraphData("WebKB/texas", "geom-gcn:3", root=str(tmp_path))
+    dm.setup()
+    perm = np.random.default_rng(3).permutation(30)
+    assert sorted(dm.data.test_mask.nonzero().flatten().tolist()) == sorted(perm[24:].tolist())
+    assert dm.data.train_mask.dim() == 1 and int(dm.data.train_mask.sum()) == 18

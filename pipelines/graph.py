@@ -15,6 +15,7 @@ from apps.graph.data import GraphData
 from apps.graph.forward import ForwardForwardGNN, SingleForwardGNN
 from apps.graph.init import SCHEMES, initialize, variance_profile
 from apps.graph.models import CONVS, GNN
+from apps.graph.plots import confusion_figure, variance_figure
 from apps.graph.predict import NodePredictor
 from apps.graph.task import NodeClassifier
 from core.utils import deep_merge
@@ -76,6 +77,7 @@ class GraphJob(Job):
         }
 
     def build(self, cfg: dict):
+        self.method, self.init = cfg["task"]["method"], cfg["model"]["init"]
         dm = GraphData(seed=cfg["seed"], **cfg["data"])
         dm.setup()
         m = {k: v for k, v in cfg["model"].items() if k not in ("name", "init")}
@@ -93,6 +95,16 @@ class GraphJob(Job):
         extra = {k: v for k, v in t.items() if k not in ("method", "epochs_per_layer")}
         self.profile = None
         return dm, cls(dm.num_features, dm.num_classes, epochs=t["epochs_per_layer"], **kw, **cfg["optim"], **extra)
+
+    def figures(self, task, dm) -> dict:
+        d = dm.data
+        with torch.no_grad():
+            scores = (task.model if self.method == "bp" else task)(d.x, d.edge_index)
+        nodes = d.test_mask
+        out = {"confusion_test.png": confusion_figure(d.y[nodes], scores[nodes].argmax(-1), dm.num_classes)}
+        if self.profile:
+            out["init_variance.png"] = variance_figure(self.profile, self.init)
+        return out
 
     def predictor(self, task, dm, cfg):
         model = task if cfg["task"]["method"] != "bp" else task.model

@@ -16,6 +16,7 @@ from apps.spiking.data import SpikeData
 from apps.spiking.encode import SpikeEncoder
 from apps.spiking.delays import DELAYS
 from apps.spiking.models import DelaySNN, class_probs, count_parameters
+from apps.spiking.plots import delay_histogram, raster_figure
 from apps.spiking.predict import DigitPredictor
 from apps.spiking.task import SpikeClassifier
 from pipelines.options import Section
@@ -49,9 +50,21 @@ class SpikingJob(Job):
         self.params = count_parameters(model)
         return dm, SpikeClassifier(model, **cfg["optim"])
 
+    def figures(self, task, dm) -> dict:
+        model = task.model.rounded().eval()
+        x, y = dm.sets["test"][0]
+        with torch.no_grad():
+            probs = class_probs(model(x[None]))[0]
+        bin_ms = dm.encoder.bin_ms if dm.source == "fsdd" else None
+        out = {"spike_raster_test.png": raster_figure(x, probs, int(y), bin_ms)}
+        if model.readout.delays != "none":
+            layers = [(f"hidden {i + 1}", m.integer_delays()) for i, m in enumerate(model.synapses)]
+            layers.append(("readout", model.readout.integer_delays()))
+            out["delays.png"] = delay_histogram(layers, model.readout.max_delay)
+        return out
+
     def predictor(self, task, dm, cfg):
-        task.model.round_delays()
-        return DigitPredictor(task.model, dm.encoder)
+        return DigitPredictor(task.model.rounded(), dm.encoder)
 
     def input_example(self, dm):
         import json

@@ -8,6 +8,8 @@ non-spiking leaky integrators, u_t = beta u_{t-1} + (1 - beta) I_t (the paper's 
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from spikingjelly.activation_based import functional, layer, neuron, surrogate
 from torch import nn
@@ -51,8 +53,15 @@ class DelaySNN(nn.Module):
             m.sigma.fill_(sigma)
 
     def round_delays(self) -> None:
+        """In place: every delay fixed to its nearest integer (the model that is tested and served)."""
         for m in self.delay_layers():
             m.round_delays()
+
+    def rounded(self) -> "DelaySNN":
+        """A copy with integer delays; this model keeps training its real-valued positions."""
+        m = copy.deepcopy(self)
+        m.round_delays()
+        return m
 
     def clamp_positions(self) -> None:
         with torch.no_grad():

@@ -65,7 +65,7 @@ class SpikeClassifier(pl.LightningModule):
 
     def _eval(self, batch, stage):
         x, y = batch
-        out = self(x)
+        out = self._test_model(x) if stage == "test" else self(x)
         acc = (class_probs(out).argmax(-1) == y).float().mean()
         self.log_dict({f"{stage}_loss": time_averaged_nll(out, y), f"{stage}_acc": acc}, prog_bar=stage == "val",
                       batch_size=len(y), sync_dist=True)
@@ -74,7 +74,8 @@ class SpikeClassifier(pl.LightningModule):
         self._eval(batch, "val")
 
     def on_test_start(self):
-        self.model.round_delays()
+        """Test the integer-delay model, a rounded copy: ``self.model`` is left as trained."""
+        self.__dict__["_test_model"] = self.model.rounded().eval()  # not a submodule: not in checkpoints
 
     def test_step(self, batch, batch_idx):
         self._eval(batch, "test")

@@ -9,10 +9,13 @@
   ``x = x + ffn0(n0(x))/2; x = x + mix(n1(x)); x = x + ffn(n2(x))/2``.
 
 Sublayers can be switched off (``skip_mixer`` / ``skip_ffn``), which is how FinerCut prunes them.
-:class:`Encoder` stacks blocks and applies a final LayerNorm.
+``drop_path`` is stochastic depth (Huang et al. 2016, timm's ``DropPath``): in training each residual branch is
+dropped per sample with that probability and the kept ones scaled by 1/(1-p). :class:`Encoder` stacks blocks with
+a drop-path rate rising linearly from 0 to ``drop_path`` over depth (as timm's ViT), then a final LayerNorm.
 """
 from __future__ import annotations
 
+from timm.layers import DropPath
 from torch import nn
 
 from core.attention import Attention
@@ -38,7 +41,7 @@ class Block(nn.Module):
 
     def __init__(self, dim: int, mixer: str = "attention", ffn: str = "mlp", hidden: int | None = None,
                  act="gelu", drop: float = 0.0, drop_mixer: float = 0.0, norm: str = "post", macaron: bool = False,
-                 ffn_kw: dict | None = None, **mixer_kw):
+                 ffn_kw: dict | None = None, drop_path: float = 0.0, **mixer_kw):
         super().__init__()
         if norm not in ("pre", "post"):
             raise ValueError(f"norm must be 'pre' or 'post', got {norm!r}")
@@ -53,14 +56,15 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.ffn_scale = 0.5 if macaron else 1.0
         self.skip_mixer = self.skip_ffn = False
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def _ffn(self, ffn, x, modality):
         return ffn(x) if modality is None else ffn(x, modality=modality)
 
     def _residual(self, x, f, norm, scale=1.0):
         if self.pre:
-            return x + scale * f(norm(x))
-        return norm(x + scale * f(x))
+            return x + self.drop_path(scale * f(norm(x)))
+        return norm(x + self.drop_path(scale * f(x)))
 
     def forward(self, x, modality=None):
         if self.ffn0 is not None and not self.skip_ffn:
@@ -75,9 +79,10 @@ class Block(nn.Module):
 class Encoder(nn.Module):
     """``depth`` blocks then a final LayerNorm. x[B, L, dim] -> [B, L, dim]."""
 
-    def __init__(self, depth: int, dim: int, final_norm: bool = True, **block_kw):
+    def __init__(self, depth: int, dim: int, final_norm: bool = True, drop_path: float = 0.0, **block_kw):
         super().__init__()
-        self.blocks = nn.ModuleList(Block(dim, **block_kw) for _ in range(depth))
+        rates = [drop_path * i / max(1, depth - 1) for i in range(depth)]
+        self.blocks = nn.ModuleList(Block(dim, drop_path=r, **block_kw) for r in rates)
         self.norm = nn.LayerNorm(dim) if final_norm else nn.Identity()
 
     def forward(self, x, modality=None):

@@ -8,12 +8,20 @@ consistent through a fixed value permutation. No gradient flows to ``A``'s value
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
 import torch.nn.functional as F
 
-warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
+
+@contextlib.contextmanager
+def quiet_csr():
+    """Silence torch's "Sparse CSR tensor support is in beta" inside this block only (the caller's warning filters
+    are left as they were)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
+        yield
 
 
 class _SpMM(torch.autograd.Function):
@@ -37,8 +45,9 @@ class SparseOperator:
         self.values = coo.values()
         # order of the same nonzeros in A^T's CSR (sorted by column, then row)
         self._perm = torch.argsort(self._cols * shape[0] + self._rows)
-        self.a = torch.sparse_coo_tensor(coo.indices(), self.values, shape).to_sparse_csr()
-        self.a_t = self._transpose(self.values)
+        with quiet_csr():
+            self.a = torch.sparse_coo_tensor(coo.indices(), self.values, shape).to_sparse_csr()
+            self.a_t = self._transpose(self.values)
 
     @classmethod
     def from_dense(cls, m: torch.Tensor) -> "SparseOperator":
@@ -53,9 +62,10 @@ class SparseOperator:
         """Same sparsity pattern, new values (no re-sorting)."""
         out = object.__new__(SparseOperator)
         out.shape, out._rows, out._cols, out._perm, out.values = self.shape, self._rows, self._cols, self._perm, values
-        out.a = torch.sparse_csr_tensor(self.a.crow_indices(), self.a.col_indices(), values, self.shape)
-        out.a_t = torch.sparse_csr_tensor(self.a_t.crow_indices(), self.a_t.col_indices(), values[self._perm],
-                                          self.shape[::-1])
+        with quiet_csr():
+            out.a = torch.sparse_csr_tensor(self.a.crow_indices(), self.a.col_indices(), values, self.shape)
+            out.a_t = torch.sparse_csr_tensor(self.a_t.crow_indices(), self.a_t.col_indices(), values[self._perm],
+                                              self.shape[::-1])
         return out
 
     def dropout(self, p: float, training: bool = True) -> "SparseOperator":

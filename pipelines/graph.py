@@ -14,6 +14,7 @@ import torch
 from apps.graph.data import GraphData
 from apps.graph.forward import ForwardForwardGNN, SingleForwardGNN
 from apps.graph.init import SCHEMES, initialize, variance_profile
+from apps.graph.metrics import node_accuracy
 from apps.graph.models import CONVS, GNN
 from apps.graph.plots import confusion_figure, variance_figure
 from apps.graph.predict import NodePredictor
@@ -129,8 +130,8 @@ class GraphJob(Job):
         import pandas as pd
 
         nodes = dm.data.test_mask.nonzero().flatten()
-        pred = predictor.predict(pd.DataFrame({"node": nodes.numpy()}))["label"].to_numpy()
-        return 1.0 - float((torch.as_tensor(pred) == dm.data.y[nodes]).float().mean())
+        pred = torch.as_tensor(predictor.predict(pd.DataFrame({"node": nodes.numpy()}))["label"].to_numpy())
+        return 1.0 - float(node_accuracy(pred, dm.data.y[nodes], torch.ones(len(nodes), dtype=torch.bool)))
 
     def report(self, metrics: dict, cfg: dict) -> str:
         ref = {("Cora", "gcn"): 81.5, ("CiteSeer", "gcn"): 70.3}.get((cfg["data"]["dataset"], cfg["model"]["name"]))

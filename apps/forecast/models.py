@@ -58,18 +58,21 @@ class InvertedEncoder(nn.Module):
         ffn: the FFN variant of every block (core.ffn).
         ffn_kw: the FFN variant's own options (--model.ffn_kw.<option>).
         use_norm: non-stationary normalisation (RevIN without affine) around the encoder.
+        drop_path: stochastic depth of the last block (rising linearly from 0 over the blocks; timm DropPath).
     """
 
     def __init__(self, n_vars: int, lookback: int, horizon: int, mixer: str, mixer_kw: dict, d_model: int = 512,
                  e_layers: int = 2, d_ff: int | None = None, dropout: float = 0.1, drop_mixer: float = 0.0,
-                 act: str = "gelu", ffn: str = "mlp", ffn_kw: dict | None = None, use_norm: bool = True):
+                 act: str = "gelu", ffn: str = "mlp", ffn_kw: dict | None = None, use_norm: bool = True,
+                 drop_path: float = 0.0):
         super().__init__()
         self.n_vars, self.horizon = n_vars, horizon
         self.revin = RevIN(n_vars, affine=False) if use_norm else None
         self.embed = nn.Linear(lookback, d_model)
         self.drop = nn.Dropout(dropout)
         self.encoder = Encoder(e_layers, d_model, mixer=mixer, ffn=ffn, hidden=d_ff or 4 * d_model, act=act,
-                               drop=dropout, drop_mixer=drop_mixer, ffn_kw=ffn_kw, norm="post", **mixer_kw)
+                               drop=dropout, drop_mixer=drop_mixer, ffn_kw=ffn_kw, norm="post", drop_path=drop_path,
+                               **mixer_kw)
         self.projector = nn.Linear(d_model, horizon)
 
     def forward(self, x, x_mark=None):

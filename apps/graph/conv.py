@@ -32,28 +32,37 @@ def gcn_norm(edge_index: torch.Tensor, num_nodes: int, self_loops: bool = True) 
 
 
 class GraphCache:
-    """Per-graph cache of derived operators, keyed by the tensor it was built from (like PyG's ``cached``)."""
+    """Explicit per-graph cache of a derived operator, as PyG's ``cached=True``: built on first use and reused
+    while the *same tensor object*, unmodified, comes back. It holds a reference to that tensor, so freed memory
+    reused by a new tensor can never return a stale operator; a different tensor object, or an in-place change
+    (its version counter), rebuilds; ``clear()`` drops it (call it when the graph changes under the model)."""
 
     def __init__(self):
-        self._key, self._val = None, None
+        self._src, self._version, self._val = None, -1, None
 
     def __getstate__(self):  # pickled models carry no derived tensors
-        return {"_key": None, "_val": None}
+        return {"_src": None, "_version": -1, "_val": None}
+
+    def clear(self) -> None:
+        self._src, self._version, self._val = None, -1, None
 
     def get(self, t: torch.Tensor, build):
-        key = (t.data_ptr(), tuple(t.shape), t._version)
-        if key != self._key:
-            self._key, self._val = key, build()
+        if t is not self._src or t._version != self._version:
+            self._val = build()
+            self._src, self._version = t, t._version
         return self._val
 
 
 class GCNConv(nn.Module):
-    """x[N, in] (dense or SparseOperator), adj: SparseOperator [N, N] -> [N, out]."""
+    """x[N, in] (dense or SparseOperator), adj: SparseOperator [N, N] -> [N, out].
+
+    ``weight`` is [out, in] like ``nn.Linear`` and PyG's ``GCNConv.lin``, so initialisers treat every conv alike.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.weight = nn.Parameter(torch.empty(in_channels, out_channels))
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.reset_parameters()
 
@@ -64,5 +73,5 @@ class GCNConv(nn.Module):
             nn.init.zeros_(self.bias)
 
     def forward(self, x, adj: SparseOperator) -> torch.Tensor:
-        out = adj @ (x @ self.weight)  # x may be a SparseOperator (sparse features)
+        out = adj @ (x @ self.weight.t())  # x may be a SparseOperator (sparse features)
         return out + self.bias if self.bias is not None else out

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from apps.graph.conv import GCNConv, GraphCache, gcn_norm
+from apps.graph.metrics import node_accuracy
 from core.sparse import SparseOperator
 
 
@@ -117,17 +118,17 @@ class _LayerwiseTask(pl.LightningModule):
         data = self.trainer.datamodule.data
         self.n_active.fill_(self.phase + 1)
         pred = self.predict_classes(data)
-        val_acc = float((pred[data.val_mask] == data.y[data.val_mask]).float().mean())
+        val_acc = float(node_accuracy(pred, data.y, data.val_mask))
         if val_acc > self.best_val:
             self.best_val = val_acc
-            self.best_test = float((pred[data.test_mask] == data.y[data.test_mask]).float().mean())
+            self.best_test = float(node_accuracy(pred, data.y, data.test_mask))
         self._advance(val_acc)
         self.n_active.fill_(self.phase + 1)
 
     def validation_step(self, data, batch_idx):
         """Logs only: val_acc (and val_loss = 1 - val_acc) of the layers trained so far."""
         pred = self.predict_classes(data)
-        val_acc = (pred[data.val_mask] == data.y[data.val_mask]).float().mean()
+        val_acc = node_accuracy(pred, data.y, data.val_mask)
         self.log_dict({"val_acc": val_acc, "val_loss": 1.0 - val_acc, "layer": float(self.phase)},
                       prog_bar=True, batch_size=1)
 
@@ -149,7 +150,7 @@ class _LayerwiseTask(pl.LightningModule):
 
     def test_step(self, data, batch_idx):
         pred = self.predict_classes(data)
-        self.log("test_acc", (pred[data.test_mask] == data.y[data.test_mask]).float().mean(), batch_size=1)
+        self.log("test_acc", node_accuracy(pred, data.y, data.test_mask), batch_size=1)
 
 
 class SingleForwardGNN(_LayerwiseTask):

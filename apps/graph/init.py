@@ -29,11 +29,14 @@ SCHEMES = ("default", "glorot", "xavier", "kaiming_in", "kaiming_out", "virgo")
 
 
 def layer_weights(model: nn.Module) -> list[nn.Parameter]:
-    """The main weight of each conv of ``apps.graph.models.GNN`` as [fan_in, fan_out] or nn.Linear [out, in]."""
+    """The main weight of each conv of ``apps.graph.models.GNN``, every one [out, in] as ``nn.Linear``.
+
+    Virgo re-initialises these; SAGE's root weight (``lin_r``), GAT's attention vectors and GIN's second MLP layer
+    keep their defaults (our reading: the paper derives the variance of the propagated path only)."""
     out = []
     for conv in model.convs:
         if hasattr(conv, "weight") and isinstance(conv.weight, nn.Parameter):
-            out.append(conv.weight)  # ours: [in, out]
+            out.append(conv.weight)  # ours
         elif hasattr(conv, "lin") and conv.lin is not None:  # PyG GCN / GAT
             out.append(conv.lin.weight)
         elif hasattr(conv, "lin_l"):  # SAGE: neighbour and root weights
@@ -42,12 +45,6 @@ def layer_weights(model: nn.Module) -> list[nn.Parameter]:
             lins = [m for m in conv.modules() if isinstance(m, nn.Linear)]
             out.append(lins[0].weight)
     return out
-
-
-def _fans(model: nn.Module, w: torch.Tensor) -> tuple[int, int]:
-    # our GCNConv stores [in, out]; nn.Linear stores [out, in]
-    ours = any(getattr(c, "weight", None) is w for c in model.convs)
-    return (w.shape[0], w.shape[1]) if ours else (w.shape[1], w.shape[0])
 
 
 @torch.no_grad()
@@ -84,7 +81,7 @@ def initialize(model: nn.Module, scheme: str, x: torch.Tensor | None = None, edg
         cf, cb = propagation_ratios(adj, x, train_mask, len(weights))
     stds = []
     for i, w in enumerate(weights):
-        fan_in, fan_out = _fans(model, w)
+        fan_out, fan_in = w.shape
         gain = 1.0 if i == len(weights) - 1 else 2.0
         if scheme in ("glorot", "xavier"):
             var = 2.0 / (fan_in + fan_out)

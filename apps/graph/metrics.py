@@ -72,7 +72,14 @@ def hits_at_k(pos_scores: torch.Tensor, neg_scores: torch.Tensor, k: int = 100) 
     return float((pos_scores > kth).float().mean())
 
 
-def accuracy(pos_scores: torch.Tensor, neg_scores: torch.Tensor, threshold: float = 0.0) -> float:
-    """Balanced pos/neg classification accuracy at ``threshold`` (on logits)."""
+def node_accuracy(scores: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Share of the ``mask`` nodes whose predicted class is ``y``; ``scores`` are class scores [N, C] or classes [N].
+    The one node-classification accuracy of the app (backprop, ForwardGNN, retrain scoring)."""
+    pred = scores.argmax(-1) if scores.dim() == 2 else scores
+    return (pred[mask] == y[mask]).float().mean()
+
+
+def pair_accuracy(pos_scores: torch.Tensor, neg_scores: torch.Tensor, threshold: float = 0.0) -> float:
+    """Link prediction: balanced pos/neg pair classification accuracy at ``threshold`` (on logits)."""
     correct = (pos_scores > threshold).sum() + (neg_scores <= threshold).sum()
     return float(correct) / (pos_scores.numel() + neg_scores.numel())

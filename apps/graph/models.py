@@ -71,6 +71,11 @@ class GNN(nn.Module):
                 self.ffns.append(nn.Sequential(nn.LayerNorm(d), build_ffn(ffn, d, act=act, drop=dropout, **ffn_kw)))
         self._adj, self._x = GraphCache(), GraphCache()
 
+    def reset_cache(self) -> None:
+        """Forget the cached adjacency and feature operators (a new graph under the same tensors' identity)."""
+        self._adj.clear()
+        self._x.clear()
+
     def propagation(self, edge_index: torch.Tensor, num_nodes: int) -> SparseOperator:
         """The cached normalised adjacency (built once per graph)."""
         return self._adj.get(edge_index, lambda: gcn_norm(edge_index, num_nodes))

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from apps.graph.conv import gcn_norm
-from apps.graph.metrics import EdgeSplit, accuracy, hits_at_k
+from apps.graph.metrics import EdgeSplit, hits_at_k, pair_accuracy
 
 
 def _standardise(z: torch.Tensor) -> torch.Tensor:
@@ -150,6 +150,6 @@ def fit_act(act: NetInfoFAct, split: EdgeSplit, epochs: int = 300, lr: float = 0
     with torch.no_grad():
         vp, vn = act(split.val_pos), act(split.val_neg)
         cands = torch.cat([vp, vn])
-        thr = max(cands.tolist(), key=lambda t: accuracy(vp, vn, t))
+        thr = max(cands.tolist(), key=lambda t: pair_accuracy(vp, vn, t))
         pos, neg = act(split.test_pos), act(split.test_neg)
-    return {"val_hits": best, "test_hits": hits_at_k(pos, neg, k), "test_acc": accuracy(pos, neg, thr)}
+    return {"val_hits": best, "test_hits": hits_at_k(pos, neg, k), "test_acc": pair_accuracy(pos, neg, thr)}

@@ -9,11 +9,8 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from apps.graph.metrics import node_accuracy
 from core.ffn import collect_aux_loss
-
-
-def accuracy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (logits[mask].argmax(-1) == y[mask]).float().mean()
 
 
 class NodeClassifier(pl.LightningModule):
@@ -41,14 +38,14 @@ class NodeClassifier(pl.LightningModule):
     def validation_step(self, data, batch_idx):
         out = self(data.x, data.edge_index)
         val_loss = F.cross_entropy(out[data.val_mask], data.y[data.val_mask])
-        val_acc, test_acc = accuracy(out, data.y, data.val_mask), accuracy(out, data.y, data.test_mask)
+        val_acc, test_acc = node_accuracy(out, data.y, data.val_mask), node_accuracy(out, data.y, data.test_mask)
         if float(val_acc) > self.best_val:  # test accuracy at the best validation epoch
             self.best_val, self.best_test = float(val_acc), float(test_acc)
         self.log_dict({"val_loss": val_loss, "val_acc": val_acc}, prog_bar=True, batch_size=1)
 
     def test_step(self, data, batch_idx):
         out = self(data.x, data.edge_index)
-        self.log_dict({"test_acc": accuracy(out, data.y, data.test_mask),
+        self.log_dict({"test_acc": node_accuracy(out, data.y, data.test_mask),
                        "test_loss": F.cross_entropy(out[data.test_mask], data.y[data.test_mask])}, batch_size=1)
 
     def configure_optimizers(self):

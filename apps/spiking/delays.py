@@ -22,16 +22,16 @@ Shapes: x[T, B, in] -> y[T, B, out] (time-major, as SpikingJelly's multi-step mo
 from __future__ import annotations
 
 import math
-import warnings
 from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.sparse import quiet_csr
+
 DELAYS = ("learned", "random", "none")
 CHUNK = 128  # time steps per sparse product at inference
-warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
 
 
 @lru_cache(maxsize=32)
@@ -116,8 +116,9 @@ class DelayedLinear(nn.Module):
         vals = self.weight.detach().unsqueeze(0).expand(steps, o, i)
         shape = (steps * o, (steps + d - 1) * i)
         op = torch.sparse_coo_tensor(torch.stack([rows.reshape(-1), cols.reshape(-1)]), vals.reshape(-1), shape)
-        op = op.coalesce().to_sparse_csr()
-        return torch.sparse_csr_tensor(op.crow_indices().int(), op.col_indices().int(), op.values(), shape)
+        with quiet_csr():
+            op = op.coalesce().to_sparse_csr()
+            return torch.sparse_csr_tensor(op.crow_indices().int(), op.col_indices().int(), op.values(), shape)
 
     def _one_tap(self, x: torch.Tensor) -> torch.Tensor:
         """Integer delays: one block-Toeplitz sparse product per chunk of up to CHUNK steps."""

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.ffn.mlp import Mlp
+from core.ffn.dispatch import dispatch
 from core.ffn.registry import register
 
 SKIP, SMALL, BIG = 0, 1, 2
@@ -48,12 +49,9 @@ class DuoFFN(nn.Module):
         else:
             r = self.router_logits.argmax(-1)
         self.last_route = r
-        y = x.new_zeros(*lead, self.out_features)
-        for code, ffn in ((SMALL, self.small), (BIG, self.big)):
-            mask = r == code
-            if mask.any():
-                y[mask] = ffn(x[mask])
-        return y
+        experts = {SKIP: None, SMALL: self.small, BIG: self.big}
+        y = dispatch(x.reshape(-1, x.shape[-1]), r.reshape(-1), [experts[c] for c in range(3)], self.out_features)
+        return y.reshape(*lead, self.out_features)
 
     def router_loss(self, target_routes: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the router (last forward) against target routes (e.g. the oracle's)."""

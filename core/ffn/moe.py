@@ -8,6 +8,9 @@ For T tokens, E experts, router probabilities p = softmax(W_r x):
 - load balance ``E * sum_i f_i * P_i`` (f_i: share of assignments routed to i, P_i: mean router prob of i),
   whose minimum 1 is reached by a uniform router; router z-loss ``mean(logsumexp(logits)^2)`` (ST-MoE).
 ``aux_loss = balance_coef * balance + z_coef * z`` is left on the module after every forward.
+
+For k > 1, f_i counts all k choices of every token (GShard counts only the first choice); with k = 1 this is
+Switch's loss exactly.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.ffn.dispatch import dispatch
 from core.ffn.registry import FFN, register
 
 
@@ -39,7 +43,7 @@ class MoE(nn.Module):
                                                  **(expert_kw or {})) for _ in range(experts))
         self.aux_loss = torch.zeros(())
         self.load = torch.zeros(experts)  # share of assignments per expert, last forward
-        self.dropped = 0.0  # share of assignments dropped for capacity, last forward
+        self.dropped = torch.zeros(())  # share of assignments dropped for capacity, last forward (no host sync)
 
     def capacity(self, tokens: int) -> int:
         if not self.capacity_factor or self.capacity_factor <= 0:
@@ -62,14 +66,10 @@ class MoE(nn.Module):
         keep = slot < self.capacity(T)
         token = torch.arange(T, device=x.device).repeat(k)
         g = gate.t().reshape(-1)
-        y = t.new_zeros(T, self.out_features)
-        for e, expert in enumerate(self.experts):
-            sel = ((choice == e) & keep).nonzero(as_tuple=True)[0]
-            if len(sel):
-                y.index_add_(0, token[sel], expert(t[token[sel]]) * g[sel, None].to(t.dtype))
+        y = dispatch(t, choice.masked_fill(~keep, -1), self.experts, self.out_features, gate=g, token=token)
         counts = onehot.sum(0).float()
         self.load = (counts / counts.sum()).detach()
-        self.dropped = float(1 - keep.float().mean())
+        self.dropped = (1 - keep.float().mean()).detach()
         self.balance_loss = E * (self.load * probs.mean(0)).sum()
         self.z_loss = torch.logsumexp(logits, -1).pow(2).mean()
         self.aux_loss = self.balance_coef * self.balance_loss + self.z_coef * self.z_loss

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.ffn.dispatch import dispatch
 from core.ffn.registry import FFN, register
 
 
@@ -36,9 +37,6 @@ class MoTFFN(nn.Module):
         if int(modality.min()) < 0 or int(modality.max()) >= len(self.ffns):
             raise ValueError(f"modality ids must be in [0, {len(self.ffns)}), got [{int(modality.min())}, "
                              f"{int(modality.max())}]")
-        y = x.new_zeros(*x.shape[:-1], self.out_features)
-        for m, (norm, ffn) in enumerate(zip(self.norms, self.ffns)):
-            mask = modality == m
-            if mask.any():
-                y[mask] = ffn(norm(x[mask]))
-        return y
+        experts = [lambda h, n=n, f=f: f(n(h)) for n, f in zip(self.norms, self.ffns)]
+        y = dispatch(x.reshape(-1, x.shape[-1]), modality.reshape(-1), experts, self.out_features)
+        return y.reshape(*x.shape[:-1], self.out_features)

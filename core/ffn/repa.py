@@ -7,6 +7,10 @@ front so that it folds into fc1. ``reparam()`` (eval) folds BN into fc1 and merg
 ``W2[:, idle] W1'[idle]`` into one ``dim -> out`` map, leaving a narrow nonlinear path:
 
     y = W_lin x + b_lin + W2[:, act] act(W1'[act] x + b1'[act])
+
+Departure from the paper, on purpose: RePaViT replaces the block's LayerNorm by this BatchNorm. Here the FFN is a
+drop-in variant, so the block keeps its own LayerNorm (pre- or post-norm) and the BatchNorm sits after it, inside
+the FFN; ``reparam()`` folds only this BatchNorm. Inside a pre-norm block the FFN therefore sees LN(x), not x.
 """
 from __future__ import annotations
 

@@ -64,12 +64,22 @@ class GuidedLinear(nn.Module):
         self.structured = structured
         self.dense = nn.Linear(in_features, out_features, bias=bias) if guided else None
         self.register_buffer("alpha", torch.tensor(1.0 if guided else 0.0))
+        self._a = float(self.alpha)  # a host copy: forward reads it without a device sync
         self.merged: nn.Linear | None = None
+
+    def set_alpha(self, a: float) -> None:
+        self.alpha.fill_(a)
+        self._a = float(a)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kw):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kw)
+        if prefix + "alpha" in state_dict:
+            self._a = float(state_dict[prefix + "alpha"])
 
     def forward(self, x):
         if self.merged is not None:
             return self.merged(x)
-        a = float(self.alpha)
+        a = self._a
         if self.dense is None or a == 0.0:
             return self.structured(x)
         if a == 1.0:
@@ -79,7 +89,7 @@ class GuidedLinear(nn.Module):
     @torch.no_grad()
     def reparam(self) -> None:
         """Inference form: one linear map while ``a > 0``; the structured factors alone once ``a == 0``."""
-        a = float(self.alpha)
+        a = self._a
         if self.dense is None or self.merged is not None:
             return
         if a == 0.0:
@@ -109,7 +119,7 @@ def set_guidance(model: nn.Module, a: float) -> None:
     """Set ``a`` on every :class:`GuidedLinear` of ``model``."""
     for m in model.modules():
         if isinstance(m, GuidedLinear) and m.dense is not None:
-            m.alpha.fill_(a)
+            m.set_alpha(a)
 
 
 class _StructuredMlp(nn.Module):

@@ -4,6 +4,12 @@ nanoGPT's CPU recipe (README "I only have a macbook"): 4 layers, 4 heads, width 
 dropout 0, AdamW lr 1e-3 (betas 0.9/0.99, weight decay 0.1), 100 warm-up steps, cosine decay to 1e-4
 over ``iters``, grad clip 1.0, 90/10 character split; nanoGPT reports val loss 1.88 after 2000 iterations.
 Every variant sees the same batches (one seeded generator) and the same initial seed.
+
+Where this departs from nanoGPT's run (on purpose, so every FFN variant plugs in through ``core.blocks``): the
+residual output projections are initialised with std 0.02 like every other weight (nanoGPT scales them by
+1/sqrt(2 * layers)); the blocks are ``core.blocks.Block`` (our attention and FFN modules, not nanoGPT's
+``CausalSelfAttention`` / ``MLP``); val loss is the mean over 20 batches (nanoGPT's ``estimate_loss`` uses 200).
+So "1.88" is nanoGPT's figure for a near relative of this model, not for this exact code.
 """
 from __future__ import annotations
 

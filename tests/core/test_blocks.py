@@ -36,3 +36,17 @@ def test_bad_names():
         Block(8, mixer="rnn")
     with pytest.raises(ValueError, match="norm must be"):
         Block(8, norm="sandwich")
+
+
+def test_drop_path_is_stochastic_depth_and_identity_in_eval():
+    torch.manual_seed(0)
+    enc = Encoder(3, 16, mixer="none", drop_path=0.5, hidden=32)
+    assert [float(b.drop_path.drop_prob) for b in enc.blocks[1:]] == [0.25, 0.5]  # linear in depth, block 0 none
+    blk = Block(16, mixer="none", hidden=32, norm="pre", drop_path=0.5)
+    x = torch.randn(64, 4, 16)
+    blk.train()
+    branch = blk(x) - x  # per sample: dropped (exactly 0) or kept and scaled by 2
+    dropped = branch.flatten(1).abs().amax(1) == 0
+    assert 0 < int(dropped.sum()) < 64
+    blk.eval()
+    torch.testing.assert_close(blk(x), x + blk.ffn(blk.norm2(x)))

@@ -17,7 +17,7 @@ def test_moe_with_one_expert_is_its_dense_ffn():
     moe = build_ffn("moe", 16, hidden=32, experts=1, top_k=1).eval()
     x = torch.randn(3, 7, 16)
     torch.testing.assert_close(moe(x), moe.experts[0](x))
-    assert moe.dropped == 0.0
+    assert float(moe.dropped) == 0.0
 
 
 def test_moe_uniform_router_reaches_the_balance_minimum():
@@ -39,7 +39,7 @@ def test_moe_switch_gate_and_capacity_drops():
     x = torch.randn(10, 8)
     y = moe(x)
     cap = moe.capacity(10)  # ceil(0.5 * 1 * 10 / 2) = 3
-    assert cap == 3 and moe.dropped == pytest.approx(0.7)
+    assert cap == 3 and float(moe.dropped) == pytest.approx(0.7)
     torch.testing.assert_close(y[:3], 0.5 * moe.experts[0](x[:3]))  # Switch: gate = top probability = 1/2
     assert torch.all(y[3:] == 0)  # dropped tokens contribute nothing; the residual carries them
 
@@ -193,3 +193,24 @@ def test_gradient_reversal_and_noise():
 
 def test_every_variant_is_registered():
     assert set(FFN) >= {"mlp", "glu", "swiglu", "lowrank", "blockdense", "moe", "mot", "repa", "duo", "chess"}
+
+
+def test_forward_passes_make_no_host_sync(monkeypatch):
+    """MoE, CHESS and the self-guided structured FFNs keep their per-forward statistics as tensors: no .item(),
+    float() or bool() of a tensor in forward (each is a device sync that stalls training)."""
+    from core.ffn import build_ffn, calibrate_chess, set_guidance
+
+    x = torch.randn(4, 6, 16)
+    moe, chess, low = build_ffn("moe", 16, experts=4, top_k=2), build_ffn("chess", 16), build_ffn("lowrank", 16)
+    calibrate_chess(chess, [x], 0.5)
+    set_guidance(low, 0.5)
+
+    def sync(*a, **k):
+        raise AssertionError("host sync in forward")
+
+    for name in ("item", "__float__", "__bool__", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, sync)
+    for m in (moe, chess, low):
+        m(x)
+    monkeypatch.undo()
+    assert 0 < float(chess.sparsity) < 1 and 0 <= float(moe.dropped) < 1

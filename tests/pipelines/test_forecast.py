@@ -113,8 +113,15 @@ def test_forecast_next_h_steps_from_python_and_cli(in_default_store, data_root, 
     assert len(out) == 96 and not out.isna().any().any()
     assert pd.Timestamp(out["date"].iloc[0]) == pd.Timestamp(hist["date"].iloc[-1]) + pd.Timedelta(hours=1)
     assert pd.Timestamp(out["date"].iloc[-1]) == pd.Timestamp(hist["date"].iloc[-1]) + pd.Timedelta(hours=96)
-    # in original units: the oil temperature forecast is on the scale of the history
-    assert abs(out["OT"].mean() - hist["OT"].mean()) < 5 * hist["OT"].std() + 5
+    # in original units: exactly the network's scaled forecast mapped back through the train-fit scaler
+    from apps.forecast.data import time_features
+    f = mlflow.pyfunc.load_model("models:/forecast@champion").unwrap_python_model().predictor
+    x = hist[f.columns].to_numpy(np.float32)[None]
+    marks = torch.from_numpy(time_features(pd.DatetimeIndex(pd.to_datetime(hist["date"])), f.freq))[None]
+    with torch.no_grad():
+        scaled = f.model(torch.as_tensor(f.scaler.transform(x), dtype=torch.float32), marks).numpy()[0]
+    np.testing.assert_allclose(out[f.columns].to_numpy(), f.scaler.inverse(scaled), rtol=1e-4, atol=1e-4)
+    assert np.abs(out["OT"].to_numpy() - scaled[:, -1]).max() > 1.0  # a forecast left scaled would not pass
 
     csv = tmp_path / "history.csv"
     hist.to_csv(csv, index=False)
@@ -137,7 +144,7 @@ def test_cli_itransformer_etth2_h192():
     res = _cli("--model", "itransformer", "--data", "ETTh2", "--horizon", "192", *FAST,
                "--trainer.limit_test_batches", "2")
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "itransformer on ETTh2 (L=96, H=192)" in res.stdout and "paper 0.380" in res.stdout
+    assert "itransformer on ETTh2 (L=96, H=192, M)" in res.stdout and "paper 0.380" in res.stdout
     (r,) = _runs()
     assert (r.data.params["model.d_model"], r.data.params["data.horizon"]) == ("128", "192")
     f = mlflow.pyfunc.load_model("models:/forecast@champion").unwrap_python_model().predictor
@@ -185,8 +192,9 @@ def _with(df, row, col, v):
     ("unknown name", lambda t, d: ["--data", "ETTq7"], "unknown dataset 'ETTq7'"),
     ("horizon 0", lambda t, d: ["--horizon", "0"], "horizon must be a positive integer"),
     ("unknown model", lambda t, d: ["--model", "informer"], "unknown forecast model 'informer'"),
-    ("unknown option", lambda t, d: ["--model.depth", "3"], "model (SMamba): unknown option(s) ['depth']"),
-    ("unknown trainer option", lambda t, d: ["--trainer.max_epoch", "3"], "trainer: unknown option(s) ['max_epoch']"),
+    ("unknown option", lambda t, d: ["--model.depth", "3"], "--model.depth: unknown option; valid: "),
+    ("unknown trainer option", lambda t, d: ["--trainer.max_epoch", "3"], "--trainer.max_epoch: unknown option"),
+    ("wrong type", lambda t, d: ["--model.d_model", "abc"], "--model.d_model: expected int, got 'abc'"),
 ])
 def test_bad_input_fails_cleanly_and_writes_nothing(case, args, message, tmp_path, data_root):
     res = _cli(*args(tmp_path, data_root), *FAST)
@@ -211,3 +219,33 @@ def test_failure_mid_training_marks_run_failed_and_registers_nothing(monkeypatch
     (r,) = _runs()
     assert r.info.status == "FAILED"
     assert _client().search_registered_models() == []
+
+
+def test_ms_job_scores_and_serves_the_target_only(data_root):
+    result = run(ForecastJob(), ["--model", "rlinear", "--data.features", "MS", "--data.columns", "HUFL,MUFL,OT",
+                                 *FAST])
+    (r,) = _runs()
+    assert r.data.params["data.features"] == "MS" and r.data.params["data.targets"] == "OT"
+    f = mlflow.pyfunc.load_model("models:/forecast@champion")
+    out = f.predict(_history(data_root))
+    assert list(out.columns) == ["date", "OT"] and len(out) == 96
+    arts = {a.path for a in _client().list_artifacts(r.info.run_id)}
+    assert {"learning_curves.png", "forecast_vs_truth.png"} <= arts
+    # the logged test MSE is the target column's: rescore it
+    from apps.forecast.data import ForecastData
+    dm = ForecastData("ETTh1", features="MS", columns=["HUFL", "MUFL", "OT"], time_features=False, batch_size=128)
+    dm.setup()
+    pred = f.unwrap_python_model().predictor
+    assert ForecastJob().score(pred, dm) == pytest.approx(result.metrics["test_mse"], rel=1e-3)
+
+
+def test_default_job_runs_offline_on_a_fresh_clone(tmp_path):
+    """No data directory at all: the shipped ETTh1 is used and nothing is downloaded."""
+    env = dict(os.environ, FFN_DATA_DIR=str(tmp_path / "empty"), http_proxy="http://127.0.0.1:9",
+               https_proxy="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    res = subprocess.run([sys.executable, "-m", "pipelines.forecast", *FAST, "--trainer.limit_test_batches", "2"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "s_mamba on ETTh1 (L=96, H=96, M)" in res.stdout
+    (r,) = _runs()
+    assert r.data.params["data.data_file"].endswith("apps/forecast/datasets/ETTh1.csv")

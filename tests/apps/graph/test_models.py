@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch_geometric.nn import GCNConv as PyGGCNConv
 
-from apps.graph.conv import GCNConv, gcn_norm
+from apps.graph.conv import GCNConv, GraphCache, gcn_norm
 from apps.graph.data import GraphData
 from apps.graph.forward import ForwardForwardGNN, SingleForwardGNN
 from apps.graph.init import initialize, propagation_ratios, variance_profile
@@ -23,7 +23,7 @@ def test_gcn_conv_equals_pyg_forward_and_backward(cora):
     d = cora.data
     ours, ref = GCNConv(d.x.size(1), 16), PyGGCNConv(d.x.size(1), 16)
     with torch.no_grad():
-        ref.lin.weight.copy_(ours.weight.t())
+        ref.lin.weight.copy_(ours.weight)  # both [out, in]
         ours.bias.normal_()
         ref.bias.copy_(ours.bias)
     x1, x2 = d.x.clone().requires_grad_(), d.x.clone().requires_grad_()
@@ -33,7 +33,7 @@ def test_gcn_conv_equals_pyg_forward_and_backward(cora):
     (y1 * g).sum().backward()
     (y2 * g).sum().backward()
     torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(ours.weight.grad, ref.lin.weight.grad.t(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ours.weight.grad, ref.lin.weight.grad, rtol=1e-4, atol=1e-5)
 
 
 def test_sparse_features_path_equals_dense_path(cora):
@@ -113,3 +113,47 @@ def test_forward_learning_trains_layer_by_layer_without_backprop_across_layers(c
     assert any(not torch.equal(a, b) for a, b in zip(before, task.layers[1].parameters()))
     if cls is SingleForwardGNN:
         assert task.best_val > 0.3  # well above chance (1/7) after a few local epochs
+
+
+def test_graph_cache_rebuilds_for_another_tensor_an_in_place_change_or_clear():
+    c, built = GraphCache(), []
+    a = torch.tensor([[0, 1], [1, 0]])
+    build = lambda: built.append(1) or len(built)  # noqa: E731
+    assert c.get(a, build) == 1 and c.get(a, build) == 1  # cached
+    b = a.clone()  # same shape and values, another tensor (possibly reusing freed memory): rebuilt
+    assert c.get(b, build) == 2
+    b[0, 0] = 1  # changed in place: rebuilt
+    assert c.get(b, build) == 3
+    c.clear()
+    assert c.get(b, build) == 4
+
+
+def test_model_on_a_new_graph_of_the_same_shape_uses_the_new_graph(cora):
+    """The stale-operator bug: a cached adjacency keyed on data_ptr/shape could be returned for another graph."""
+    d = cora.data
+    torch.manual_seed(0)
+    model = GNN(d.x.size(1), 7, hidden=8).eval()
+    fresh = GNN(d.x.size(1), 7, hidden=8).eval()
+    fresh.load_state_dict(model.state_dict())
+    n, e = d.num_nodes, d.edge_index.size(1)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(5):  # each graph is freed before the next of the same shape is made: memory gets reused
+        edges = torch.randint(0, n, (2, e), generator=g)
+        torch.testing.assert_close(model(d.x, edges), fresh(d.x, edges))
+        fresh.reset_cache()
+        del edges
+
+
+def test_forward_learning_schedule_does_not_depend_on_how_often_validation_runs(cora):
+    """Layer phases advance in the training hooks: check_val_every_n_epoch must not change the trained model."""
+    states = []
+    for every in (1, 4):
+        pl.seed_everything(0, verbose=False)
+        task = SingleForwardGNN(cora.num_features, 7, hidden=16, layers=2, lr=0.01, epochs=6, patience=3)
+        tr = pl.Trainer(max_epochs=12, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, check_val_every_n_epoch=every)
+        tr.fit(task, datamodule=cora)
+        states.append((task.phase, {k: v.clone() for k, v in task.state_dict().items()}))
+    assert states[0][0] == states[1][0] == 1
+    for k, v in states[0][1].items():
+        torch.testing.assert_close(v, states[1][1][k], msg=k)

@@ -147,3 +147,20 @@ def test_leaky_integrator_readout_equals_its_recurrence():
         u = 0.7 * u + 0.3 * cur[i]
         ref.append(u)
     torch.testing.assert_close(leaky_integrate(cur, 0.7), torch.stack(ref))
+
+
+def test_testing_and_serving_round_a_copy_not_the_trained_model():
+    from apps.spiking.models import DelaySNN
+    from apps.spiking.task import SpikeClassifier
+
+    torch.manual_seed(0)
+    model = DelaySNN(8, 3, hidden=6, layers=1, max_delay=5)
+    task = SpikeClassifier(model)
+    before = model.synapses[0].position.detach().clone()
+    assert not torch.equal(before, before.round())  # real-valued positions
+    task.on_test_start()
+    torch.testing.assert_close(model.synapses[0].position.detach(), before)  # the trained model is untouched
+    assert model.synapses[0].position.requires_grad and not model.synapses[0].rounded
+    tested = task._test_model.synapses[0]
+    assert tested.rounded and torch.equal(tested.position, before.round().clamp(0, 4))
+    assert "_test_model" not in dict(task.named_modules())  # not saved in checkpoints

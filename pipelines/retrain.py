@@ -32,11 +32,12 @@ LOCKED = 3
 
 
 def jobs() -> dict:
+    from pipelines.ais import AISJob
     from pipelines.forecast import ForecastJob
     from pipelines.graph import GraphJob
     from pipelines.spiking import SpikingJob
 
-    return {"forecast": ForecastJob, "graph": GraphJob, "spiking": SpikingJob}
+    return {"forecast": ForecastJob, "ais": AISJob, "graph": GraphJob, "spiking": SpikingJob}
 
 
 class Locked(RuntimeError):

@@ -1,11 +1,11 @@
-"""``python -m pipelines.bench <area> [options]``; areas: forecast, ssm, ffn, graph, spiking, reliability."""
+"""``python -m pipelines.bench <area> [options]``; areas: forecast, ssm, ffn, graph, spiking, ais, reliability."""
 from __future__ import annotations
 
 import importlib
 import sys
 
 AREAS = {"forecast": "pipelines.bench.forecast", "ssm": "pipelines.bench.ssm", "ffn": "pipelines.bench.ffn",
-         "graph": "pipelines.bench.graph", "spiking": "pipelines.bench.spiking",
+         "graph": "pipelines.bench.graph", "spiking": "pipelines.bench.spiking", "ais": "pipelines.bench.ais",
          "reliability": "pipelines.bench.reliability"}
 
 

@@ -1,0 +1,239 @@
+"""AIS tracks as forecasting windows, as they arrived: no resampling (Spadon et al. 2023).
+
+A window is the last ``lookback`` reports of a vessel, ending at report i of a moving vessel (SOG >= ``min_sog``
+knots at i). Everything is expressed in the vessel's own frame at report i: centred on its position and rotated to
+its course over ground (cross-track to starboard, along-track ahead), so a model learns turns, not compass
+directions. Per report: cross, along (km), time before i (min), gap to the previous report (min), SOG (m/s / 10),
+sin / cos of (COG - COG_i), sin / cos of (heading - COG_i) (COG where heading is not available) and a
+heading-valid flag; normalised with the training split's mean and std.
+Targets: the position at t_i + H for each horizon H (seconds), interpolated linearly in time between the two
+reports around it, which must be at most ``max_gap`` seconds apart (else the window is not used).
+
+Splits (no MMSI in two splits): ``vessel:K`` puts the vessels whose md5(MMSI) % 5 == K in test (5 grouped folds,
+every vessel tested once) and 1/8 of the others (by a second hash) in validation; ``time`` uses vessel fold 0 for
+the split of vessels and also orders the windows in time: train ends before 60 % of the time span, validation
+starts one longest horizon after that, test starts one longest horizon after validation's end (80 %).
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from apps.ais.clean import KNOT, clean
+from apps.ais.metrics import to_local
+from apps.ais.nmea import IngestStats, read
+from core.datadir import DataError, data_dir, sha256
+
+DEFAULT_LOG = "ais/dma_ais_sample_20131112.nmea.gz"
+FEATURES = ("cross_km", "along_km", "dt_min", "gap_min", "sog", "sin_dcog", "cos_dcog", "sin_dhdg", "cos_dhdg",
+            "hdg_valid")
+
+
+def to_track_frame(east, north, cog_deg):
+    """east/north -> (cross-track to starboard, along-track) for a course ``cog_deg`` (broadcasts)."""
+    c = np.deg2rad(cog_deg)
+    return east * np.cos(c) - north * np.sin(c), east * np.sin(c) + north * np.cos(c)
+
+
+def resolve_paths(path: str | None) -> list[Path]:
+    """A file, a folder (every file in it) or a glob; default: the DMA log in the data directory."""
+    if path is None:
+        p = data_dir() / DEFAULT_LOG
+        if not p.is_file():
+            raise DataError(f"{p}: the default AIS log is missing; set FFN_DATA_DIR or --data.path")
+        return [p]
+    p = Path(path).expanduser()
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+    elif any(c in path for c in "*?["):
+        files = sorted(Path(f) for f in glob.glob(path))
+    else:
+        files = [p]
+    if not files:
+        raise DataError(f"{path}: no files")
+    return files
+
+
+def vessel_fold(mmsi: np.ndarray, salt: str = "") -> np.ndarray:
+    """md5 of the MMSI's decimal text (+ salt) as an integer, for grouped splits that never depend on order."""
+    return np.array([int(hashlib.md5(f"{salt}{m}".encode()).hexdigest()[:8], 16) for m in mmsi], dtype=np.int64)
+
+
+def window_features(t, lat, lon, sog, cog, hdg, i: int, lookback: int):
+    """Features [L, F] of the window of one vessel's arrays ending at report i (see the module docstring), and the
+    reports' east / north metres from report i."""
+    s = slice(i - lookback + 1, i + 1)
+    e, n = to_local(lat[s], lon[s], lat[i], lon[i])
+    gap = np.diff(t[max(0, i - lookback):i + 1])
+    gap = np.r_[np.zeros(lookback - len(gap)), gap]
+    h = np.where(np.isnan(hdg[s]), cog[s], hdg[s])
+    c, hh = np.deg2rad(cog[s] - cog[i]), np.deg2rad(h - cog[i])
+    cross, along = to_track_frame(e, n, cog[i])
+    x = np.stack([cross / 1000, along / 1000, (t[s] - t[i]) / 60, gap / 60, sog[s] * KNOT / 10, np.sin(c),
+                  np.cos(c), np.sin(hh), np.cos(hh), (~np.isnan(hdg[s])).astype(float)], 1)
+    return x, e, n
+
+
+def make_windows(df: pd.DataFrame, lookback: int, horizons: tuple[int, ...], max_gap: float, min_sog: float) -> dict:
+    """Clean tracks -> arrays of every usable window (see the module docstring)."""
+    out: dict[str, list] = {k: [] for k in ("x", "mmsi", "t0", "lat0", "lon0", "sog0", "cog0", "true_lat",
+                                            "true_lon", "prev_en", "prev_dt")}
+    hz = np.asarray(horizons, dtype=np.float64)
+    for mmsi, g in df.groupby("mmsi", sort=True):
+        if len(g) < lookback + 1:
+            continue
+        t, lat, lon = g.time.to_numpy(), g.lat.to_numpy(), g.lon.to_numpy()
+        sog, cog, hdg = g.sog.to_numpy(), g.cog.to_numpy(), g.heading.to_numpy()
+        for i in range(lookback - 1, len(g) - 1):
+            if not sog[i] >= min_sog:
+                continue
+            target = t[i] + hz
+            j = np.searchsorted(t, target, side="right") - 1
+            if np.any(j + 1 >= len(t)) or np.any(t[np.minimum(j + 1, len(t) - 1)] - t[j] > max_gap):
+                continue
+            w = (target - t[j]) / np.maximum(t[j + 1] - t[j], 1e-9)
+            x, e, n = window_features(t, lat, lon, sog, cog, hdg, i, lookback)
+            out["x"].append(x)
+            out["mmsi"].append(mmsi)
+            out["t0"].append(t[i])
+            out["lat0"].append(lat[i])
+            out["lon0"].append(lon[i])
+            out["sog0"].append(sog[i])
+            out["cog0"].append(cog[i])
+            out["true_lat"].append(lat[j] + w * (lat[j + 1] - lat[j]))
+            out["true_lon"].append(lon[j] + w * (lon[j + 1] - lon[j]))
+            out["prev_en"].append([e[-2], n[-2]])
+            out["prev_dt"].append(t[i - 1] - t[i])
+    if not out["x"]:
+        return {}
+    return {k: np.asarray(v, dtype=np.float32 if k == "x" else np.float64 if k != "mmsi" else np.int64)
+            for k, v in out.items()}
+
+
+def dead_reckoning(sog_kn: np.ndarray, cog_deg: np.ndarray, horizons) -> np.ndarray:
+    """[W] SOG (kn), COG (deg) -> displacements [W, H, 2] (east, north metres) along the reported course."""
+    v = sog_kn * KNOT
+    c = np.deg2rad(cog_deg)
+    hz = np.asarray(horizons, dtype=np.float64)
+    return np.stack([v[:, None] * hz * np.sin(c)[:, None], v[:, None] * hz * np.cos(c)[:, None]], -1)
+
+
+class AISData(pl.LightningDataModule):
+    """Raw AIS -> clean tracks -> windows, split by vessel. Batches: (x[B, L, F] normalised, dr[B, H, 2] dead
+    reckoning displacement (east/north m), target[B, H, 2] true displacement (m), cog[B] the last COG (deg),
+    index[B] into the split's arrays).
+
+    Args:
+        path: an AIS file, a folder or a glob (NMEA, plain or gzip, or CSV; sniffed); default: the DMA log.
+        columns: a CSV's columns, id=COL,time=COL,lat=COL,lon=COL[,sog=COL,cog=COL].
+        time_format: strftime format of a CSV's time column.
+        time_source: receive (the receiver's clock) or message_second (plain !AIVDM lines; needs day).
+        day: YYYY-MM-DD, the day of a log timed by the in-message second.
+        lookback: reports per window (L).
+        horizons: seconds after the last report to forecast.
+        max_gap: longest gap (s) between the two reports a target is interpolated from.
+        min_sog: windows end at reports with at least this speed (knots).
+        split: vessel:K (5 grouped folds by md5 of the MMSI, fold K tested) or time.
+        batch_size: windows per batch.
+    """
+
+    def __init__(self, path: str | None = None, columns: str | None = None, time_format: str | None = None,
+                 time_source: str = "receive", day: str | None = None, lookback: int = 10,
+                 horizons: list[int] = (30, 60, 120), max_gap: float = 60.0, min_sog: float = 1.0,
+                 split: str = "vessel:0", batch_size: int = 64):
+        super().__init__()
+        if lookback < 2:
+            raise DataError(f"lookback must be >= 2 reports, got {lookback}")
+        if not horizons or any(int(h) <= 0 for h in horizons):
+            raise DataError(f"horizons must be positive seconds, got {horizons}")
+        kind, _, arg = split.partition(":")
+        if kind not in ("vessel", "time") or (kind == "vessel" and arg not in "01234"):
+            raise DataError(f"unknown split {split!r}: vessel:K (K = 0..4) or time")
+        self.path, self.columns, self.time_format, self.time_source, self.day = path, columns, time_format, \
+            time_source, day
+        self.lookback, self.horizons = int(lookback), tuple(int(h) for h in horizons)
+        self.max_gap, self.min_sog, self.split, self.batch_size = float(max_gap), float(min_sog), split, batch_size
+        self.sets: dict[str, dict] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.sets:
+            return
+        self.files = resolve_paths(self.path)
+        frames, stats = [], IngestStats()
+        for f in self.files:
+            df, st = read(f, self.columns, self.time_format, self.time_source, self.day)
+            frames.append(df)
+            for k, v in st.__dict__.items():
+                setattr(stats, k, getattr(stats, k) + v)
+        reports = pd.concat(frames, ignore_index=True)
+        if reports.empty:
+            raise DataError(f"{', '.join(map(str, self.files))}: no usable position reports")
+        self.ingest = stats
+        self.tracks, self.counts = clean(reports)
+        w = make_windows(self.tracks, self.lookback, self.horizons, self.max_gap, self.min_sog)
+        if not w:
+            raise DataError(f"{', '.join(map(str, self.files))}: no vessel has {self.lookback} reports followed by "
+                            f"reports {max(self.horizons)} s later (moving, gaps <= {self.max_gap:g} s)")
+        parts = self._assign(w)
+        for name, idx in parts.items():
+            if len(idx) == 0:
+                raise DataError(f"split {self.split}: the {name} split has no windows ({len(w['x'])} in all)")
+        x_train = w["x"][parts["train"]].reshape(-1, len(FEATURES))
+        self.mean, self.std = x_train.mean(0), x_train.std(0) + 1e-6
+        self.mean[-1], self.std[-1] = 0.0, 1.0  # the heading-valid flag stays 0/1
+        dr_all = dead_reckoning(w["sog0"], w["cog0"], self.horizons)
+        e, n = to_local(w["true_lat"], w["true_lon"], w["lat0"][:, None], w["lon0"][:, None])
+        true_all = np.stack([e, n], -1)
+        resid = (true_all - dr_all)[parts["train"]]  # the norm is the same in the track frame
+        self.target_scale = np.sqrt((resid ** 2).mean(axis=(0, 2))) + 1.0  # metres per horizon, train only
+        for name, idx in parts.items():
+            self.sets[name] = {k: v[idx] for k, v in w.items()} | {"dr": dr_all[idx], "true_en": true_all[idx]}
+
+    def _assign(self, w: dict) -> dict[str, np.ndarray]:
+        kind, _, arg = self.split.partition(":")
+        fold = vessel_fold(w["mmsi"]) % 5
+        sub = vessel_fold(w["mmsi"], salt="val") % 8
+        k = int(arg or 0)
+        test, val = fold == k, (fold != k) & (sub == 0)
+        train = ~test & ~val
+        if kind == "time":
+            t0, t1 = w["t0"].min(), w["t0"].max()
+            gap = max(self.horizons)
+            a, b = t0 + 0.6 * (t1 - t0), t0 + 0.8 * (t1 - t0)
+            train &= w["t0"] + gap <= a
+            val &= (w["t0"] >= a + gap) & (w["t0"] + gap <= b)
+            test &= w["t0"] >= b + gap
+        return {n: np.flatnonzero(m) for n, m in (("train", train), ("val", val), ("test", test))}
+
+    def normalise(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.std).astype(np.float32)
+
+    def dataset(self, name: str) -> TensorDataset:
+        s = self.sets[name]
+        return TensorDataset(torch.from_numpy(self.normalise(s["x"])), torch.from_numpy(s["dr"]).float(),
+                             torch.from_numpy(s["true_en"]).float(), torch.from_numpy(s["cog0"]).float(),
+                             torch.arange(len(s["x"])))
+
+    def fingerprint(self) -> dict:
+        return {"files": ",".join(str(f) for f in self.files)[:480],
+                "sha256": ",".join(sha256(f)[:16] for f in self.files)[:480], "split": self.split,
+                **{f"windows_{k}": len(v["x"]) for k, v in self.sets.items()},
+                **{f"vessels_{k}": int(len(np.unique(v["mmsi"]))) for k, v in self.sets.items()},
+                **{f"ingest_{k}": v for k, v in self.ingest.as_dict().items()},
+                **{f"clean_{k}": v for k, v in self.counts.items()}}
+
+    def train_dataloader(self):
+        return DataLoader(self.dataset("train"), batch_size=self.batch_size, shuffle=True)
+
+    def val_dataloader(self):
+        return DataLoader(self.dataset("val"), batch_size=1024)
+
+    def test_dataloader(self):
+        return DataLoader(self.dataset("test"), batch_size=1024)

@@ -1,0 +1,109 @@
+"""Vessel-position forecasters over a window of AIS reports as they arrived: x[B, L, F] -> correction[B, H, 2].
+
+Every model predicts a correction to dead reckoning (DR, the last report's SOG along its COG), in units of the
+training split's RMS DR error per horizon; the task adds it to the DR displacement. So a model that outputs 0 is
+exactly dead reckoning, and learning starts from the strong baseline.
+
+- ``spadon``: the model of Spadon, Ferreira, Soares, Matwin (IEEE Access 2023): a 1-D convolutional feature
+  extractor over the message sequence, a multi-layer bidirectional ("multi-directional") LSTM, and a feed-forward
+  head, here a ``core.ffn`` variant (``ffn``), so ``--model.ffn`` swaps it.
+- ``rnn`` / ``gru`` / ``lstm``: the paper's baselines, one-directional recurrent nets with a linear head.
+- ``transformer`` / ``mamba``: a ``core.blocks.Encoder`` (attention or Mamba mixer) over the same reports.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from core.blocks import Encoder
+from core.ffn import build_ffn
+
+
+class Spadon(nn.Module):
+    """Conv1d feature extractor -> bidirectional LSTM -> FFN head (core.ffn).
+
+    Args:
+        channels: convolution channels.
+        kernel: convolution width (reports).
+        hidden: LSTM hidden size per direction.
+        layers: LSTM layers.
+        dropout: dropout between LSTM layers and in the head.
+        ffn: the head's FFN variant (core.ffn).
+        ffn_kw: the FFN variant's own options.
+    """
+
+    def __init__(self, n_features: int, horizons: int, channels: int = 64, kernel: int = 3, hidden: int = 64,
+                 layers: int = 2, dropout: float = 0.1, ffn: str = "mlp", ffn_kw: dict | None = None):
+        super().__init__()
+        self.horizons = horizons
+        self.conv = nn.Sequential(nn.Conv1d(n_features, channels, kernel, padding=kernel // 2), nn.GELU(),
+                                  nn.Conv1d(channels, channels, kernel, padding=kernel // 2), nn.GELU())
+        self.lstm = nn.LSTM(channels + n_features, hidden, layers, batch_first=True, bidirectional=True,
+                            dropout=dropout if layers > 1 else 0.0)
+        self.head = build_ffn(ffn, 2 * hidden, hidden=2 * hidden, out=2 * horizons, drop=dropout, **(ffn_kw or {}))
+
+    def forward(self, x):
+        h = torch.cat([self.conv(x.transpose(1, 2)).transpose(1, 2), x], -1)  # conv features + the raw report
+        out, _ = self.lstm(h)
+        return self.head(out[:, -1]).view(-1, self.horizons, 2)
+
+
+class Recurrent(nn.Module):
+    """Elman RNN, GRU or LSTM over the reports, linear head on the last state.
+
+    Args:
+        hidden: recurrent hidden size.
+        layers: recurrent layers.
+    """
+
+    def __init__(self, n_features: int, horizons: int, cell: str = "lstm", hidden: int = 64, layers: int = 1):
+        super().__init__()
+        self.horizons = horizons
+        self.rnn = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cell](n_features, hidden, layers, batch_first=True)
+        self.head = nn.Linear(hidden, 2 * horizons)
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1]).view(-1, self.horizons, 2)
+
+
+class ReportEncoder(nn.Module):
+    """Reports as tokens through ``core.blocks.Encoder`` (attention or Mamba mixer + FFN), head on the last token.
+
+    Args:
+        d_model: token width.
+        layers: encoder blocks.
+        heads: attention heads.
+        ffn: the blocks' FFN variant (core.ffn).
+        ffn_kw: the FFN variant's own options.
+        dropout: dropout in the blocks.
+    """
+
+    def __init__(self, n_features: int, horizons: int, mixer: str = "attention", d_model: int = 64, layers: int = 2,
+                 heads: int = 4, ffn: str = "mlp", ffn_kw: dict | None = None, dropout: float = 0.1):
+        super().__init__()
+        self.horizons = horizons
+        self.embed = nn.Linear(n_features, d_model)
+        self.encoder = Encoder(layers, d_model, mixer=mixer, ffn=ffn, hidden=2 * d_model, drop=dropout,
+                               norm="pre", heads=heads, causal=True, d_state=8, ffn_kw=ffn_kw)
+        self.head = nn.Linear(d_model, 2 * horizons)
+
+    def forward(self, x):
+        return self.head(self.encoder(self.embed(x))[:, -1]).view(-1, self.horizons, 2)
+
+
+MODELS = ("spadon", "transformer", "mamba", "rnn", "gru", "lstm")
+
+
+def build_model(name: str, n_features: int, horizons: int, **kw) -> nn.Module:
+    if name == "spadon":
+        return Spadon(n_features, horizons, **kw)
+    if name in ("rnn", "gru", "lstm"):
+        return Recurrent(n_features, horizons, cell=name, **kw)
+    if name in ("transformer", "mamba"):
+        return ReportEncoder(n_features, horizons, mixer="attention" if name == "transformer" else "mamba", **kw)
+    raise ValueError(f"unknown AIS model {name!r}; known: {', '.join(MODELS)}")
+
+
+def model_class(name: str) -> type[nn.Module]:
+    return {"spadon": Spadon, "transformer": ReportEncoder, "mamba": ReportEncoder}.get(name, Recurrent)

@@ -1,0 +1,106 @@
+"""Training and scoring AIS forecasters: Huber loss on the DR correction, haversine metres at every horizon.
+
+prediction (east/north metres from the last report) = DR displacement + R(COG) model(x) * target_scale[H], the model's
+correction being (cross-track, along-track) in the vessel's frame at its last report, rotated back by R(COG).
+Test metrics, each over the same test windows, per horizon H (seconds): ``test_mean_m_<H>s``,
+``test_median_m_<H>s`` (the model), ``dr_mean_m_<H>s`` / ``dr_median_m_<H>s`` (dead reckoning),
+``last_mean_m_<H>s`` (the last position), ``cv_mean_m_<H>s`` (constant velocity from the last two fixes),
+``test_rpd_<H>s`` / ``dr_rpd_<H>s`` (RPD, %, see :mod:`apps.ais.metrics`; predicting zero gives 200).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from apps.ais.metrics import position_errors, rpd
+from core.ffn import collect_aux_loss
+
+
+class TrackForecaster(pl.LightningModule):
+    """Wraps a model x[B, L, F] -> correction[B, H, 2]; logs train_loss, val_loss (mean metres), test_* metrics.
+
+    Args:
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+    """
+
+    def __init__(self, model: torch.nn.Module, horizons: tuple[int, ...] = (30, 60, 120),
+                 target_scale: list[float] | None = None, lr: float = 2e-3, weight_decay: float = 1e-4):
+        super().__init__()
+        self.model, self.horizons, self.lr, self.weight_decay = model, tuple(horizons), lr, weight_decay
+        self.register_buffer("target_scale", torch.tensor(target_scale or [1.0] * len(horizons), dtype=torch.float))
+        self._test: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, x: torch.Tensor, dr: torch.Tensor, cog: torch.Tensor) -> torch.Tensor:
+        """-> predicted displacement [B, H, 2] east/north metres."""
+        return dr + to_east_north(self.model(x) * self.target_scale[:, None], cog)
+
+    def training_step(self, batch, batch_idx):
+        x, dr, target, cog, _ = batch
+        corr = self.model(x)
+        want = from_east_north(target - dr, cog) / self.target_scale[:, None]
+        loss = F.smooth_l1_loss(corr, want) + collect_aux_loss(self.model)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, dr, target, cog, _ = batch
+        err = (self(x, dr, cog) - target).norm(dim=-1)  # metres (local frame); test uses haversine
+        self.log("val_loss", err.mean(), prog_bar=True, batch_size=len(x))
+
+    def on_test_epoch_start(self):
+        self._test = []
+
+    def test_step(self, batch, batch_idx):
+        x, dr, _, cog, idx = batch
+        self._test.append((idx.cpu(), self(x, dr, cog).detach().cpu()))
+
+    def on_test_epoch_end(self):
+        idx = torch.cat([i for i, _ in self._test]).numpy()
+        pred = torch.cat([p for _, p in self._test]).double().numpy()
+        s = {k: v[idx] for k, v in self.trainer.datamodule.sets["test"].items()}
+        for name, value in score_windows(pred, s, self.horizons).items():
+            self.log(name, value)
+        self.predictions = (idx, pred)
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.trainer.max_epochs))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def to_east_north(ct: torch.Tensor, cog_deg: torch.Tensor) -> torch.Tensor:
+    """(cross, along)[B, H, 2] in the frame of course ``cog_deg`` [B] -> (east, north)."""
+    c = torch.deg2rad(cog_deg)[:, None]
+    cross, along = ct[..., 0], ct[..., 1]
+    return torch.stack([cross * c.cos() + along * c.sin(), along * c.cos() - cross * c.sin()], -1)
+
+
+def from_east_north(en: torch.Tensor, cog_deg: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`to_east_north`."""
+    c = torch.deg2rad(cog_deg)[:, None]
+    e, n = en[..., 0], en[..., 1]
+    return torch.stack([e * c.cos() - n * c.sin(), e * c.sin() + n * c.cos()], -1)
+
+
+def baselines(s: dict, horizons) -> dict[str, np.ndarray]:
+    """Displacements [W, H, 2] of the non-learned baselines on windows ``s``."""
+    hz = np.asarray(horizons, dtype=np.float64)
+    vel = s["prev_en"] / np.minimum(s["prev_dt"], -1e-3)[:, None]  # m/s from the previous fix to the last
+    return {"dr": s["dr"], "last": np.zeros_like(s["dr"]), "cv": vel[:, None, :] * hz[None, :, None]}
+
+
+def score_windows(pred: np.ndarray, s: dict, horizons, prefix: str = "test") -> dict[str, float]:
+    """Haversine errors and RPD of ``pred`` [W, H, 2] and of the baselines on the same windows ``s``."""
+    out = {}
+    for name, disp in {prefix: pred, **baselines(s, horizons)}.items():
+        err = position_errors(disp, s["lat0"], s["lon0"], s["true_lat"], s["true_lon"])
+        r = rpd(disp, s["true_en"])
+        for i, h in enumerate(horizons):
+            out[f"{name}_mean_m_{h}s"] = float(err[:, i].mean())
+            if name in (prefix, "dr"):
+                out[f"{name}_median_m_{h}s"] = float(np.median(err[:, i]))
+                out[f"{name}_rpd_{h}s"] = float(r[i])
+    return out

@@ -1,0 +1,152 @@
+"""``python -m pipelines.bench ais``: vessel-position forecasting over grouped vessel folds, and ingest speed.
+
+Sections:
+- ``folds``: every model and baseline on the same test windows of each of 5 grouped vessel folds (md5 of the MMSI;
+  every vessel tested once), over seeds; per horizon the mean / median haversine error, the change relative to
+  dead reckoning on the same windows (mean ± std over folds) and the RPD (predict-zero = 200 %). Models are
+  trained by the runner's own code path (best validation epoch), without MLflow logging per model.
+- ``ingest``: messages per second, file -> clean tracks (ours: read + decode position reports + clean) against
+  pyais's own stream reader decoding every message of the same file, interleaved in one process, after checking
+  that both see the same number of messages; peak memory of ours (tracemalloc).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+import pytorch_lightning as pl
+
+from apps.ais.clean import clean
+from apps.ais.data import FEATURES, AISData, resolve_paths
+from apps.ais.models import build_model
+from apps.ais.nmea import read
+from apps.ais.task import TrackForecaster
+from core.datadir import DataError
+from pipelines.bench.sections import add_common, check_sections, quiet, run_sections
+from pipelines.bench.table import markdown, mean_std
+from pipelines.runner import set_threads
+
+SECTIONS = ("folds", "ingest")
+
+
+def _train(dm, name: str, seed: int, epochs: int) -> dict:
+    pl.seed_everything(seed, verbose=False)
+    task = TrackForecaster(build_model(name, len(FEATURES), len(dm.horizons)), dm.horizons, dm.target_scale.tolist())
+    ckpt = pl.callbacks.ModelCheckpoint(monitor="val_loss", mode="min", save_top_k=1, dirpath=None)
+    tr = pl.Trainer(max_epochs=epochs, logger=False, callbacks=[ckpt], enable_progress_bar=False,
+                    enable_model_summary=False, default_root_dir="/tmp/ffn-bench-ais")
+    tr.fit(task, datamodule=dm)
+    return tr.test(task, datamodule=dm, ckpt_path="best", verbose=False)[0]
+
+
+def folds(a) -> str:
+    per: dict[str, dict[str, list]] = {}
+    counts = []
+    for k in a.folds:
+        dm = AISData(split=f"vessel:{k}", horizons=a.horizons)
+        dm.setup()
+        counts.append((len(dm.sets["test"]["x"]), len(np.unique(dm.sets["test"]["mmsi"]))))
+        for name in a.models:
+            for seed in a.seeds:
+                m = _train(dm, name, seed, a.epochs)
+                for key, v in m.items():
+                    per.setdefault(name, {}).setdefault(key, []).append((k, v))
+            print(f"fold {k}: {', '.join(f'{n} {statistics.mean(v for f, v in per[n][f"test_mean_m_{a.horizons[-1]}s"] if f == k):.1f}' for n in a.models)} "
+                  f"DR {m[f'dr_mean_m_{a.horizons[-1]}s']:.1f} m", flush=True)
+    rows = []
+    ref = per[a.models[0]]
+    for label, key in (("dead reckoning", "dr"), ("last position", "last"), ("constant velocity", "cv")):
+        rows.append([label] + [_cell(ref, f"{key}_mean_m_{h}s", ref, h, key) for h in a.horizons]
+                    + [mean_std([v for _, v in ref[f"dr_rpd_{a.horizons[-1]}s"]], 1) if key == "dr" else "-"])
+    for name in a.models:
+        rows.append([name] + [_cell(per[name], f"test_mean_m_{h}s", per[name], h, "test") for h in a.horizons]
+                    + [mean_std([v for _, v in per[name][f"test_rpd_{a.horizons[-1]}s"]], 1)])
+    head = ["method"] + [f"+{h} s mean m (vs DR)" for h in a.horizons] + [f"RPD +{a.horizons[-1]} s %"]
+    n_w, n_v = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    return (markdown(head, rows) + f"\n\nTest windows over the folds: {n_w} from {n_v} vessels "
+            f"({', '.join(f'{w}/{v}' for w, v in counts)} per fold); seeds {a.seeds}; {a.epochs} epochs max, "
+            f"best validation epoch; predict-zero RPD = 200 %.")
+
+
+def _cell(d: dict, key: str, same: dict, h: int, who: str) -> str:
+    """mean over folds (of the seed mean) and the change vs dead reckoning on the same windows, mean ± std."""
+    by_fold: dict[int, list] = {}
+    for f, v in d[key]:
+        by_fold.setdefault(f, []).append(v)
+    dr: dict[int, list] = {}
+    for f, v in same[f"dr_mean_m_{h}s"]:
+        dr.setdefault(f, []).append(v)
+    means = [statistics.mean(v) for v in by_fold.values()]
+    rel = [100 * (statistics.mean(by_fold[f]) / statistics.mean(dr[f]) - 1) for f in by_fold]
+    return f"{statistics.mean(means):.1f} ({mean_std(rel, 1)} %)" if who != "dr" else f"{statistics.mean(means):.1f}"
+
+
+def ingest(a) -> str:
+    from pyais.stream import BinaryIOStream
+
+    (path,) = resolve_paths(None)
+    import gzip
+
+    def pyais_loop():
+        n = 0
+        with gzip.open(path, "rb") as f:
+            for msg in BinaryIOStream(f):
+                msg.decode()
+                n += 1
+        return n
+
+    def ours():
+        df, st = read(path)
+        tracks, _ = clean(df)
+        return st.messages, len(tracks)
+
+    n_ref, (n_ours, _) = pyais_loop(), ours()
+    if n_ref != n_ours:
+        raise RuntimeError(f"pyais saw {n_ref} messages, we saw {n_ours}: not the same work")
+    t_ref, t_ours = [], []
+    for _ in range(a.reps):
+        t = time.perf_counter(); pyais_loop(); t_ref.append(time.perf_counter() - t)  # noqa: E702
+        t = time.perf_counter(); ours(); t_ours.append(time.perf_counter() - t)  # noqa: E702
+    tracemalloc.start()
+    ours()
+    peak = tracemalloc.get_traced_memory()[1] / 2 ** 20
+    tracemalloc.stop()
+    r, o = statistics.median(t_ref), statistics.median(t_ours)
+    return markdown(["reader", "messages", "median s", "messages / s", "ratio to pyais"],
+                    [["pyais BinaryIOStream + decode() of every message", n_ref, f"{r:.2f}", f"{n_ref / r:,.0f}", "1.00"],
+                     ["ours: read + decode position reports + clean to tracks", n_ours, f"{o:.2f}",
+                      f"{n_ours / o:,.0f}", f"{o / r:.2f}"]]) + f"\n\nPeak Python memory of ours: {peak:.0f} MB " \
+        f"(tracemalloc); {a.reps} interleaved repetitions; {path.name}."
+
+
+def parse(argv):
+    ap = argparse.ArgumentParser(prog="python -m pipelines.bench ais", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="2 folds, 1 seed, spadon and gru, 3 epochs, 2 repetitions")
+    ap.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--models", nargs="+", default=["spadon", "rnn", "gru", "lstm", "transformer"])
+    ap.add_argument("--horizons", nargs="+", type=int, default=[30, 60, 120])
+    ap.add_argument("--epochs", type=int, default=30)
+    add_common(ap, SECTIONS)
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.folds, a.seeds, a.models, a.epochs, a.reps = a.folds[:2], a.seeds[:1], ["spadon", "gru"], 3, 2
+    return check_sections(ap, a, SECTIONS)
+
+
+def main(argv: list[str]) -> int:
+    a = parse(argv)
+    quiet()
+    threads = set_threads({"threads": a.threads})
+    try:
+        resolve_paths(None)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    params = {"sections": ",".join(a.sections), "folds": ",".join(map(str, a.folds)), "threads": threads,
+              "seeds": ",".join(map(str, a.seeds)), "models": ",".join(a.models), "epochs": a.epochs}
+    return run_sections("ais", a, {s: globals()[s] for s in SECTIONS}, params)

@@ -1,0 +1,73 @@
+"""AIS windows: grouped vessel splits, train-only normalisation, interpolated targets, the baselines."""
+import numpy as np
+import pytest
+import torch
+
+from apps.ais.data import AISData, dead_reckoning, vessel_fold
+from apps.ais.metrics import haversine, position_errors, rpd, to_local, from_local
+from apps.ais.task import baselines, from_east_north, to_east_north
+
+
+@pytest.fixture(scope="module")
+def dm(data_root):
+    d = AISData()
+    d.setup()
+    return d
+
+
+def test_no_vessel_in_two_splits_and_folds_cover_every_vessel(dm):
+    sets = {k: set(v["mmsi"]) for k, v in dm.sets.items()}
+    assert not (sets["train"] & sets["test"]) and not (sets["val"] & sets["test"]) and not (sets["train"] & sets["val"])
+    assert set(vessel_fold(np.array(sorted(sets["test"]))) % 5) == {0}
+    assert len(dm.sets["test"]["x"]) > 500
+
+
+def test_normalisation_comes_from_the_training_split_only(dm):
+    x = dm.sets["train"]["x"].reshape(-1, dm.sets["train"]["x"].shape[-1])
+    np.testing.assert_allclose(dm.mean[:-1], x.mean(0)[:-1], rtol=1e-5, atol=1e-6)
+
+
+def test_targets_are_interpolated_positions_at_the_horizons(dm):
+    s = dm.sets["test"]
+    w = 0
+    g = dm.tracks[dm.tracks.mmsi == s["mmsi"][w]]
+    t, lat = g.time.to_numpy(), g.lat.to_numpy()
+    for i, h in enumerate(dm.horizons):
+        assert s["true_lat"][w, i] == pytest.approx(np.interp(s["t0"][w] + h, t, lat), abs=1e-9)
+    assert len(g[g.time <= s["t0"][w]]) >= dm.lookback
+
+
+def test_dead_reckoning_follows_the_reported_course():
+    d = dead_reckoning(np.array([10.0]), np.array([90.0]), [60])  # 10 kn due east for a minute
+    np.testing.assert_allclose(d[0, 0], [10 * 1852 / 60, 0.0], atol=1e-9)
+
+
+def test_geodesy_round_trips_and_haversine():
+    lat, lon = from_local(np.array([300.0]), np.array([-400.0]), 55.0, 10.0)
+    np.testing.assert_allclose(to_local(lat, lon, 55.0, 10.0), ([300.0], [-400.0]), rtol=1e-9)
+    assert haversine(55.0, 10.0, lat[0], lon[0]) == pytest.approx(500.0, rel=1e-3)
+    assert haversine(0.0, 0.0, 0.0, 1.0) == pytest.approx(111195.1, rel=1e-5)
+
+
+def test_rpd_of_predicting_zero_is_200_percent():
+    true = np.random.default_rng(0).normal(size=(50, 3, 2))
+    np.testing.assert_allclose(rpd(np.zeros_like(true), true), [200.0] * 3)
+    np.testing.assert_allclose(rpd(true, true), [0.0] * 3)
+
+
+def test_track_frame_rotation_round_trips():
+    x, c = torch.randn(8, 3, 2), torch.rand(8) * 360
+    torch.testing.assert_close(to_east_north(from_east_north(x, c), c), x)
+    ahead = to_east_north(torch.tensor([[[0.0, 1.0]]]), torch.tensor([90.0]))  # along-track on course 090 = east
+    torch.testing.assert_close(ahead, torch.tensor([[[1.0, 0.0]]]), atol=1e-6, rtol=0)
+
+
+def test_baselines_on_the_same_windows(dm):
+    s = dm.sets["test"]
+    b = baselines(s, dm.horizons)
+    err_last = position_errors(b["last"], s["lat0"], s["lon0"], s["true_lat"], s["true_lon"])
+    np.testing.assert_allclose(err_last[:, 0], haversine(s["lat0"], s["lon0"], s["true_lat"][:, 0],
+                                                         s["true_lon"][:, 0]), rtol=1e-9)
+    err_dr = position_errors(b["dr"], s["lat0"], s["lon0"], s["true_lat"], s["true_lon"]).mean(0)
+    err_cv = position_errors(b["cv"], s["lat0"], s["lon0"], s["true_lat"], s["true_lon"]).mean(0)
+    assert (err_dr < err_last.mean(0)).all() and (err_dr < err_cv).all()  # DR is the bar

@@ -1,0 +1,67 @@
+"""End to end on the real DMA log: the AIS pipeline's run, metrics, figure, registered model, bad input."""
+import os
+import subprocess
+import sys
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipelines import tracking
+from pipelines.ais import AISJob
+from pipelines.runner import run
+
+pytestmark = pytest.mark.slow
+
+FAST = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "10", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false"]
+
+
+def _runs():
+    c = MlflowClient(tracking.tracking_uri())
+    exp = c.get_experiment_by_name("ais")
+    return [] if exp is None else c.search_runs([exp.experiment_id])
+
+
+def test_pipeline_logs_metrics_figure_and_a_model_that_predicts():
+    result = run(AISJob(), FAST + ["--model.hidden", "16", "--model.channels", "16"])
+    (r,) = _runs()
+    assert r.info.status == "FINISHED"
+    for h in (30, 60, 120):
+        assert {f"test_mean_m_{h}s", f"test_median_m_{h}s", f"dr_mean_m_{h}s", f"test_rpd_{h}s"} <= set(r.data.metrics)
+        assert 0 < r.data.metrics[f"test_mean_m_{h}s"] < 5 * r.data.metrics[f"dr_mean_m_{h}s"]
+    assert r.data.metrics["dr_mean_m_120s"] > r.data.metrics["dr_mean_m_30s"]
+    assert int(r.data.params["data.ingest_messages"]) == 26077 and r.data.params["data.split"] == "vessel:0"
+    arts = {a.path for a in MlflowClient(tracking.tracking_uri()).list_artifacts(r.info.run_id)}
+    assert {"tracks_test.png", "learning_curves.png", "config.yaml"} <= arts
+    model = mlflow.pyfunc.load_model("models:/ais@champion")
+    job_dm = result.datamodule
+    g = job_dm.tracks[job_dm.tracks.mmsi == job_dm.sets["test"]["mmsi"][0]]
+    reports = pd.concat([g.iloc[:15], g.iloc[:3].assign(mmsi=1)])[["mmsi", "time", "lat", "lon", "sog", "cog"]]
+    out = model.predict(reports)
+    assert list(out.columns) == ["mmsi", "horizon_s", "time", "lat", "lon", "status"]
+    ok = out[out.status == "ok"]
+    assert list(ok.horizon_s) == [30, 60, 120] and ok.lat.between(54, 58).all()
+    few = out[out.mmsi == 1]
+    assert len(few) == 3 and few.status.str.startswith("too few reports").all()
+    # retrain scoring reproduces the logged errors on the same windows
+    score = AISJob().score(model.unwrap_python_model().predictor, job_dm)
+    logged = sum(r.data.metrics[f"test_mean_m_{h}s"] for h in (30, 60, 120)) / 3
+    assert score == pytest.approx(logged, rel=1e-3)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--data.path", "{tmp}/none.csv"], "no such file"),
+    (["--data.path", "{tmp}/bad.csv"], "line 2, column 'LAT': 'north' is not a number"),
+    (["--data.horizons", "30,-5"], "horizons must be positive seconds"),
+    (["--model", "kalman"], "--model.name: unknown 'kalman'; choose from spadon"),
+])
+def test_bad_input_is_one_error_line_exit_2_and_nothing_registered(tmp_path, args, message):
+    (tmp_path / "bad.csv").write_text("MMSI,BaseDateTime,LAT,LON\n1,2023-01-01T00:00:00,north,6\n")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    res = subprocess.run([sys.executable, "-m", "pipelines.ais", *args, *FAST], capture_output=True, text=True,
+                         env=dict(os.environ), timeout=600)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert message in res.stderr and "Traceback" not in res.stderr
+    assert _runs() == []

@@ -55,5 +55,5 @@ def test_lowrank_with_self_guidance_decays_to_structured():
 
 
 def test_unknown_callback_is_a_config_error():
-    with pytest.raises(ConfigError, match="unknown callback 'dropout_noise'"):
+    with pytest.raises(ConfigError, match="--callbacks.dropout_noise: unknown option; valid: gradient_noise, self_guidance"):
         run(ForecastJob(), ["--callbacks.dropout_noise.p", "0.1", *FAST])

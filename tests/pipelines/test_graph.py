@@ -59,7 +59,7 @@ def _cli(*args):
     (["--split", "forwardgnn:7"], "node-index-split7.pt: missing"),
     (["--model", "graphormer"], "model.name: unknown 'graphormer'"),
     (["--method", "sf", "--model", "sage"], "task.method sf / ffla train GCN layers"),
-    (["--model.widht", "3"], "unknown option(s) ['widht']"),
+    (["--model.widht", "3"], "--model.widht: unknown option"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_run(args, msg):
     res = _cli(*args)

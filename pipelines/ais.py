@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from apps.ais.data import FEATURES, AISData
+from apps.ais.data import FEATURES, AISData, damped_turn, dead_reckoning
 from apps.ais.models import MODELS, build_model, model_class
 from apps.ais.plots import tracks_figure
 from apps.ais.predict import TrackPredictor
@@ -54,7 +54,7 @@ class AISJob(Job):
         return dm, TrackForecaster(model, dm.horizons, dm.target_scale.tolist(), **cfg["optim"])
 
     def predictor(self, task, dm, cfg):
-        return TrackPredictor(task, dm.lookback, dm.horizons, dm.mean, dm.std)
+        return TrackPredictor(task, dm.lookback, dm.horizons, dm.mean, dm.std, dm.base, dm.turn_tau)
 
     def input_example(self, dm):
         mmsi = dm.sets["test"]["mmsi"][0]
@@ -75,11 +75,16 @@ class AISJob(Job):
     def score(self, predictor, dm) -> float:
         """Mean haversine error (m) over the horizons and the test windows of ``dm``."""
         task = predictor.task
-        x, dr, _, cog, _ = dm.dataset("test").tensors
-        x = torch.from_numpy(((dm.sets["test"]["x"] - predictor.mean) / predictor.std).astype(np.float32))
+        s = dm.sets["test"]
+        x = torch.from_numpy(((s["x"] - predictor.mean) / predictor.std).astype(np.float32))
+        cog = torch.from_numpy(s["cog0"]).float()
+        if predictor.base == "turn":
+            dr = torch.from_numpy(damped_turn(s["sog0"], s["cog0"], s["omega"], dm.horizons, predictor.turn_tau)).float()
+        else:
+            dr = torch.from_numpy(dead_reckoning(s["sog0"], s["cog0"], dm.horizons)).float()
         with torch.no_grad():
             pred = task(x, dr, cog).double().numpy()
-        m = score_windows(pred, dm.sets["test"], dm.horizons)
+        m = score_windows(pred, dm.sets["test"], dm.horizons, turn_tau=dm.turn_tau)
         return float(np.mean([m[f"test_mean_m_{h}s"] for h in dm.horizons]))
 
     def report(self, metrics: dict, cfg: dict) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import glob
 import hashlib
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -81,10 +82,38 @@ def window_features(t, lat, lon, sog, cog, hdg, i: int, lookback: int):
     return x, e, n
 
 
+def turn_rate(t, hdg, cog, i: int, min_dt: float = 5.0, max_dt: float = 40.0) -> float:
+    """Rate of turn at report i (deg/s) from the heading (COG where heading is not available) of the latest earlier
+    report at least ``min_dt`` and at most ``max_dt`` seconds before; 0 when there is none."""
+    src = hdg if not np.isnan(hdg[i]) else cog
+    for j in range(i - 1, -1, -1):
+        dt = t[i] - t[j]
+        if dt > max_dt:
+            break
+        if dt >= min_dt and not np.isnan(src[j]):
+            return float(((src[i] - src[j] + 180) % 360 - 180) / dt)
+    return 0.0
+
+
+def damped_turn(sog_kn: np.ndarray, cog_deg: np.ndarray, omega: np.ndarray, horizons, tau: float) -> np.ndarray:
+    """Displacements [W, H, 2] (east, north m) of a vessel that keeps its speed and turns at ``omega`` (deg/s)
+    decaying with time constant ``tau`` s: course(s) = COG + omega tau (1 - exp(-s / tau)), integrated in 1 s steps.
+    tau -> 0 is dead reckoning."""
+    s = np.arange(0.0, max(horizons), 1.0) + 0.5
+    course = np.deg2rad(cog_deg[:, None] + omega[:, None] * tau * (1 - np.exp(-s[None] / max(tau, 1e-9))))
+    v = (sog_kn * KNOT)[:, None]
+    e, n = np.cumsum(v * np.sin(course), 1), np.cumsum(v * np.cos(course), 1)
+    idx = np.asarray(horizons) - 1
+    return np.stack([e[:, idx], n[:, idx]], -1)
+
+
+TURN_TAUS = (0.0, 5.0, 10.0, 13.0, 20.0, 30.0)  # candidates for the damped-turn baseline, chosen on validation
+
+
 def make_windows(df: pd.DataFrame, lookback: int, horizons: tuple[int, ...], max_gap: float, min_sog: float) -> dict:
     """Clean tracks -> arrays of every usable window (see the module docstring)."""
     out: dict[str, list] = {k: [] for k in ("x", "mmsi", "t0", "lat0", "lon0", "sog0", "cog0", "true_lat",
-                                            "true_lon", "prev_en", "prev_dt")}
+                                            "true_lon", "prev_en", "prev_dt", "omega")}
     hz = np.asarray(horizons, dtype=np.float64)
     for mmsi, g in df.groupby("mmsi", sort=True):
         if len(g) < lookback + 1:
@@ -111,6 +140,7 @@ def make_windows(df: pd.DataFrame, lookback: int, horizons: tuple[int, ...], max
             out["true_lon"].append(lon[j] + w * (lon[j + 1] - lon[j]))
             out["prev_en"].append([e[-2], n[-2]])
             out["prev_dt"].append(t[i - 1] - t[i])
+            out["omega"].append(turn_rate(t, hdg, cog, i))
     if not out["x"]:
         return {}
     return {k: np.asarray(v, dtype=np.float32 if k == "x" else np.float64 if k != "mmsi" else np.int64)
@@ -126,8 +156,8 @@ def dead_reckoning(sog_kn: np.ndarray, cog_deg: np.ndarray, horizons) -> np.ndar
 
 
 class AISData(pl.LightningDataModule):
-    """Raw AIS -> clean tracks -> windows, split by vessel. Batches: (x[B, L, F] normalised, dr[B, H, 2] dead
-    reckoning displacement (east/north m), target[B, H, 2] true displacement (m), cog[B] the last COG (deg),
+    """Raw AIS -> clean tracks -> windows, split by vessel. Batches: (x[B, L, F] normalised, base[B, H, 2] the
+    displacement the model corrects (dead reckoning or the damped turn; east/north m), target[B, H, 2] true displacement (m), cog[B] the last COG (deg),
     index[B] into the split's arrays).
 
     Args:
@@ -140,6 +170,7 @@ class AISData(pl.LightningDataModule):
         horizons: seconds after the last report to forecast.
         max_gap: longest gap (s) between the two reports a target is interpolated from.
         min_sog: windows end at reports with at least this speed (knots).
+        base: what learned models correct: dr (dead reckoning) or turn (the damped turn, tau chosen on validation).
         split: vessel:K (5 grouped folds by md5 of the MMSI, fold K tested) or time.
         batch_size: windows per batch.
     """
@@ -147,7 +178,7 @@ class AISData(pl.LightningDataModule):
     def __init__(self, path: str | None = None, columns: str | None = None, time_format: str | None = None,
                  time_source: str = "receive", day: str | None = None, lookback: int = 10,
                  horizons: list[int] = (30, 60, 120), max_gap: float = 60.0, min_sog: float = 1.0,
-                 split: str = "vessel:0", batch_size: int = 64):
+                 base: Literal["dr", "turn"] = "dr", split: str = "vessel:0", batch_size: int = 64):
         super().__init__()
         if lookback < 2:
             raise DataError(f"lookback must be >= 2 reports, got {lookback}")
@@ -160,6 +191,9 @@ class AISData(pl.LightningDataModule):
             time_source, day
         self.lookback, self.horizons = int(lookback), tuple(int(h) for h in horizons)
         self.max_gap, self.min_sog, self.split, self.batch_size = float(max_gap), float(min_sog), split, batch_size
+        if base not in ("dr", "turn"):
+            raise DataError(f"unknown base {base!r}: dr or turn")
+        self.base = base
         self.sets: dict[str, dict] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -191,10 +225,26 @@ class AISData(pl.LightningDataModule):
         dr_all = dead_reckoning(w["sog0"], w["cog0"], self.horizons)
         e, n = to_local(w["true_lat"], w["true_lon"], w["lat0"][:, None], w["lon0"][:, None])
         true_all = np.stack([e, n], -1)
-        resid = (true_all - dr_all)[parts["train"]]  # the norm is the same in the track frame
-        self.target_scale = np.sqrt((resid ** 2).mean(axis=(0, 2))) + 1.0  # metres per horizon, train only
         for name, idx in parts.items():
             self.sets[name] = {k: v[idx] for k, v in w.items()} | {"dr": dr_all[idx], "true_en": true_all[idx]}
+        self.turn_tau = self._choose_turn_tau()
+        for v in self.sets.values():
+            v["base"] = self.base_displacement(v["sog0"], v["cog0"], v["omega"])
+        resid = self.sets["train"]["true_en"] - self.sets["train"]["base"]  # the norm is the same in the track frame
+        self.target_scale = np.sqrt((resid ** 2).mean(axis=(0, 2))) + 1.0  # metres per horizon, train only
+
+    def base_displacement(self, sog, cog, omega) -> np.ndarray:
+        """What the learned models correct, [W, H, 2] east/north metres."""
+        if self.base == "turn":
+            return damped_turn(sog, cog, omega, self.horizons, self.turn_tau)
+        return dead_reckoning(sog, cog, self.horizons)
+
+    def _choose_turn_tau(self) -> float:
+        """The damped-turn baseline's time constant with the lowest mean error on the *validation* windows."""
+        v = self.sets["val"]
+        errs = [np.mean(np.linalg.norm(damped_turn(v["sog0"], v["cog0"], v["omega"], self.horizons, tau)
+                                       - v["true_en"], axis=-1)) for tau in TURN_TAUS]
+        return float(TURN_TAUS[int(np.argmin(errs))])
 
     def _assign(self, w: dict) -> dict[str, np.ndarray]:
         kind, _, arg = self.split.partition(":")
@@ -217,7 +267,7 @@ class AISData(pl.LightningDataModule):
 
     def dataset(self, name: str) -> TensorDataset:
         s = self.sets[name]
-        return TensorDataset(torch.from_numpy(self.normalise(s["x"])), torch.from_numpy(s["dr"]).float(),
+        return TensorDataset(torch.from_numpy(self.normalise(s["x"])), torch.from_numpy(s["base"]).float(),
                              torch.from_numpy(s["true_en"]).float(), torch.from_numpy(s["cog0"]).float(),
                              torch.arange(len(s["x"])))
 

@@ -5,6 +5,7 @@ correction being (cross-track, along-track) in the vessel's frame at its last re
 Test metrics, each over the same test windows, per horizon H (seconds): ``test_mean_m_<H>s``,
 ``test_median_m_<H>s`` (the model), ``dr_mean_m_<H>s`` / ``dr_median_m_<H>s`` (dead reckoning),
 ``last_mean_m_<H>s`` (the last position), ``cv_mean_m_<H>s`` (constant velocity from the last two fixes),
+``turn_mean_m_<H>s`` (a damped turn from the heading's rate of turn, its time constant chosen on validation),
 ``test_rpd_<H>s`` / ``dr_rpd_<H>s`` (RPD, %, see :mod:`apps.ais.metrics`; predicting zero gives 200).
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from apps.ais.data import damped_turn
 from apps.ais.metrics import position_errors, rpd
 from core.ffn import collect_aux_loss
 
@@ -61,7 +63,8 @@ class TrackForecaster(pl.LightningModule):
         idx = torch.cat([i for i, _ in self._test]).numpy()
         pred = torch.cat([p for _, p in self._test]).double().numpy()
         s = {k: v[idx] for k, v in self.trainer.datamodule.sets["test"].items()}
-        for name, value in score_windows(pred, s, self.horizons).items():
+        tau = getattr(self.trainer.datamodule, "turn_tau", 0.0)
+        for name, value in score_windows(pred, s, self.horizons, turn_tau=tau).items():
             self.log(name, value)
         self.predictions = (idx, pred)
 
@@ -85,17 +88,18 @@ def from_east_north(en: torch.Tensor, cog_deg: torch.Tensor) -> torch.Tensor:
     return torch.stack([e * c.cos() - n * c.sin(), e * c.sin() + n * c.cos()], -1)
 
 
-def baselines(s: dict, horizons) -> dict[str, np.ndarray]:
+def baselines(s: dict, horizons, turn_tau: float = 0.0) -> dict[str, np.ndarray]:
     """Displacements [W, H, 2] of the non-learned baselines on windows ``s``."""
     hz = np.asarray(horizons, dtype=np.float64)
     vel = s["prev_en"] / np.minimum(s["prev_dt"], -1e-3)[:, None]  # m/s from the previous fix to the last
-    return {"dr": s["dr"], "last": np.zeros_like(s["dr"]), "cv": vel[:, None, :] * hz[None, :, None]}
+    return {"dr": s["dr"], "last": np.zeros_like(s["dr"]), "cv": vel[:, None, :] * hz[None, :, None],
+            "turn": damped_turn(s["sog0"], s["cog0"], s["omega"], horizons, turn_tau)}
 
 
-def score_windows(pred: np.ndarray, s: dict, horizons, prefix: str = "test") -> dict[str, float]:
+def score_windows(pred: np.ndarray, s: dict, horizons, prefix: str = "test", turn_tau: float = 0.0) -> dict:
     """Haversine errors and RPD of ``pred`` [W, H, 2] and of the baselines on the same windows ``s``."""
     out = {}
-    for name, disp in {prefix: pred, **baselines(s, horizons)}.items():
+    for name, disp in {prefix: pred, **baselines(s, horizons, turn_tau)}.items():
         err = position_errors(disp, s["lat0"], s["lon0"], s["true_lat"], s["true_lon"])
         r = rpd(disp, s["true_en"])
         for i, h in enumerate(horizons):

@@ -47,7 +47,7 @@ def folds(a) -> str:
     per: dict[str, dict[str, list]] = {}
     counts = []
     for k in a.folds:
-        dm = AISData(split=f"vessel:{k}", horizons=a.horizons)
+        dm = AISData(split=f"vessel:{k}", horizons=a.horizons, base=a.base)
         dm.setup()
         counts.append((len(dm.sets["test"]["x"]), len(np.unique(dm.sets["test"]["mmsi"]))))
         for name in a.models:
@@ -59,7 +59,8 @@ def folds(a) -> str:
                   f"DR {m[f'dr_mean_m_{a.horizons[-1]}s']:.1f} m", flush=True)
     rows = []
     ref = per[a.models[0]]
-    for label, key in (("dead reckoning", "dr"), ("last position", "last"), ("constant velocity", "cv")):
+    for label, key in (("dead reckoning", "dr"), ("last position", "last"), ("constant velocity", "cv"),
+                       ("damped turn (tau chosen on val)", "turn")):
         rows.append([label] + [_cell(ref, f"{key}_mean_m_{h}s", ref, h, key) for h in a.horizons]
                     + [mean_std([v for _, v in ref[f"dr_rpd_{a.horizons[-1]}s"]], 1) if key == "dr" else "-"])
     for name in a.models:
@@ -131,6 +132,7 @@ def parse(argv):
     ap.add_argument("--models", nargs="+", default=["spadon", "rnn", "gru", "lstm", "transformer"])
     ap.add_argument("--horizons", nargs="+", type=int, default=[30, 60, 120])
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--base", choices=("dr", "turn"), default="dr", help="what the learned models correct")
     add_common(ap, SECTIONS)
     a = ap.parse_args(argv)
     if a.quick:
@@ -148,5 +150,5 @@ def main(argv: list[str]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     params = {"sections": ",".join(a.sections), "folds": ",".join(map(str, a.folds)), "threads": threads,
-              "seeds": ",".join(map(str, a.seeds)), "models": ",".join(a.models), "epochs": a.epochs}
+              "seeds": ",".join(map(str, a.seeds)), "models": ",".join(a.models), "epochs": a.epochs, "base": a.base}
     return run_sections("ais", a, {s: globals()[s] for s in SECTIONS}, params)

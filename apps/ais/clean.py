@@ -48,17 +48,21 @@ def clean(df: pd.DataFrame, max_speed_kn: float = 50.0, dedup_window_s: float = 
     df = df[~same.to_numpy()]
     keep = np.ones(len(df), bool)
     mm, t, la, lo = (df[c].to_numpy() for c in ("mmsi", "time", "lat", "lon"))
-    last = 0
-    for i in range(1, len(df)):
-        if mm[i] != mm[last] or not keep[last]:
-            last = i
-            continue
-        dt = t[i] - t[last]
-        d = haversine(la[last], lo[last], la[i], lo[i])
-        if d > max_speed_kn * KNOT * max(dt, 1.0) + 50.0:  # 50 m of GPS noise allowed
-            keep[i] = False
-        else:
-            last = i
+
+    def too_fast(a, b):  # from fix a to fix b (index arrays or ints)
+        return haversine(la[a], lo[a], la[b], lo[b]) > max_speed_kn * KNOT * np.maximum(t[b] - t[a], 1.0) + 50.0
+
+    # vectorised first pass against the previous fix; only vessels with a suspect fix need the sequential rule
+    # (compare with the previous *kept* fix, so one outlier does not also condemn the good fix after it)
+    suspect = np.r_[False, (mm[1:] == mm[:-1]) & too_fast(np.arange(len(df) - 1), np.arange(1, len(df)))]
+    for vessel in np.unique(mm[suspect]):
+        rows = np.flatnonzero(mm == vessel)
+        last = rows[0]
+        for i in rows[1:]:
+            if too_fast(last, i):
+                keep[i] = False
+            else:
+                last = i
     counts["impossible_jumps"] = int((~keep).sum())
     df = df[keep].reset_index(drop=True)
     same_vessel = df.mmsi.to_numpy()[1:] == df.mmsi.to_numpy()[:-1]

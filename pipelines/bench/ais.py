@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 import tracemalloc
 
@@ -36,11 +37,12 @@ SECTIONS = ("folds", "ingest")
 def _train(dm, name: str, seed: int, epochs: int) -> dict:
     pl.seed_everything(seed, verbose=False)
     task = TrackForecaster(build_model(name, len(FEATURES), len(dm.horizons)), dm.horizons, dm.target_scale.tolist())
-    ckpt = pl.callbacks.ModelCheckpoint(monitor="val_loss", mode="min", save_top_k=1, dirpath=None)
-    tr = pl.Trainer(max_epochs=epochs, logger=False, callbacks=[ckpt], enable_progress_bar=False,
-                    enable_model_summary=False, default_root_dir="/tmp/ffn-bench-ais")
-    tr.fit(task, datamodule=dm)
-    return tr.test(task, datamodule=dm, ckpt_path="best", verbose=False)[0]
+    with tempfile.TemporaryDirectory() as d:
+        ckpt = pl.callbacks.ModelCheckpoint(monitor="val_loss", mode="min", save_top_k=1, dirpath=d)
+        tr = pl.Trainer(max_epochs=epochs, logger=False, callbacks=[ckpt], enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=d)
+        tr.fit(task, datamodule=dm)
+        return tr.test(task, datamodule=dm, ckpt_path="best", verbose=False)[0]
 
 
 def folds(a) -> str:
@@ -55,8 +57,9 @@ def folds(a) -> str:
                 m = _train(dm, name, seed, a.epochs)
                 for key, v in m.items():
                     per.setdefault(name, {}).setdefault(key, []).append((k, v))
-            print(f"fold {k}: {', '.join(f'{n} {statistics.mean(v for f, v in per[n][f"test_mean_m_{a.horizons[-1]}s"] if f == k):.1f}' for n in a.models)} "
-                  f"DR {m[f'dr_mean_m_{a.horizons[-1]}s']:.1f} m", flush=True)
+            last = f"test_mean_m_{a.horizons[-1]}s"
+            got = ", ".join(f"{n} {statistics.mean(v for f, v in per[n][last] if f == k):.1f}" for n in a.models)
+            print(f"fold {k}: {got}, DR {m[f'dr_mean_m_{a.horizons[-1]}s']:.1f} m", flush=True)
     rows = []
     ref = per[a.models[0]]
     for label, key in (("dead reckoning", "dr"), ("last position", "last"), ("constant velocity", "cv"),

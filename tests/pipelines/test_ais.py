@@ -52,9 +52,7 @@ def test_pipeline_logs_metrics_figure_and_a_model_that_predicts():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--data.path", "{tmp}/none.csv"], "no such file"),
     (["--data.path", "{tmp}/bad.csv"], "line 2, column 'LAT': 'north' is not a number"),
-    (["--data.horizons", "30,-5"], "horizons must be positive seconds"),
     (["--model", "kalman"], "--model.name: unknown 'kalman'; choose from spadon"),
 ])
 def test_bad_input_is_one_error_line_exit_2_and_nothing_registered(tmp_path, args, message):
@@ -64,4 +62,19 @@ def test_bad_input_is_one_error_line_exit_2_and_nothing_registered(tmp_path, arg
                          env=dict(os.environ), timeout=600)
     assert res.returncode == 2, res.stderr[-2000:]
     assert message in res.stderr and "Traceback" not in res.stderr
+    assert _runs() == []
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--data.path", "{tmp}/none.csv"], "no such file"),
+    (["--data.horizons", "30,-5"], "horizons must be positive seconds"),
+    (["--data.split", "vessel:9"], "unknown split 'vessel:9'"),
+    (["--data.base", "kalman"], "--data.base: expected one of dr, turn"),
+])
+def test_bad_options_and_data_stop_before_any_run(tmp_path, args, message):
+    from core.datadir import DataError
+    from pipelines.config import ConfigError
+
+    with pytest.raises((DataError, ConfigError), match=message):
+        run(AISJob(), [a.replace("{tmp}", str(tmp_path)) for a in args] + FAST)
     assert _runs() == []

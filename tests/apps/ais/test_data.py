@@ -71,3 +71,19 @@ def test_baselines_on_the_same_windows(dm):
     err_dr = position_errors(b["dr"], s["lat0"], s["lon0"], s["true_lat"], s["true_lon"]).mean(0)
     err_cv = position_errors(b["cv"], s["lat0"], s["lon0"], s["true_lat"], s["true_lon"]).mean(0)
     assert (err_dr < err_last.mean(0)).all() and (err_dr < err_cv).all()  # DR is the bar
+
+
+def test_cleaning_drops_an_outlier_fix_but_not_the_good_fix_after_it():
+    import pandas as pd
+
+    from apps.ais.clean import clean
+
+    t = np.arange(6) * 10.0
+    lat = 55.0 + np.arange(6) * 0.0005  # ~55 m per 10 s: 11 kn
+    lat[3] = 56.0  # one 110 km jump
+    df = pd.DataFrame({"mmsi": 219000001, "time": t, "lat": lat, "lon": 10.0, "sog": 11.0, "cog": 0.0,
+                       "heading": np.nan, "msg_type": 1, "second": np.arange(6)})
+    out = pd.concat([df, df.iloc[[1]].assign(time=12.0)])  # plus a duplicate reception of report 1
+    tracks, counts = clean(out)
+    assert counts["impossible_jumps"] == 1 and counts["duplicate_receptions"] == 1
+    assert list(tracks.time) == [0.0, 10.0, 20.0, 40.0, 50.0]

@@ -34,7 +34,7 @@ def clean(df: pd.DataFrame, max_speed_kn: float = 50.0, dedup_window_s: float = 
     counts["not_available_position"] = int(bad_pos.sum())
     df = df[~bad_pos]
     for col, sentinel in (("sog", 102.3), ("cog", 360.0), ("heading", 511.0)):
-        na = df[col].isna() if col not in df else (df[col] >= sentinel - 1e-6)
+        na = df[col] >= sentinel - 1e-6  # the "not available" value (and anything beyond it)
         counts[f"not_available_{col}"] = int(na.sum())
         df.loc[na, col] = np.nan
     vessel = (df.mmsi >= 200_000_000) & (df.mmsi < 800_000_000)

@@ -57,9 +57,9 @@ def folds(a) -> str:
                 m = _train(dm, name, seed, a.epochs)
                 for key, v in m.items():
                     per.setdefault(name, {}).setdefault(key, []).append((k, v))
-            last = f"test_mean_m_{a.horizons[-1]}s"
-            got = ", ".join(f"{n} {statistics.mean(v for f, v in per[n][last] if f == k):.1f}" for n in a.models)
-            print(f"fold {k}: {got}, DR {m[f'dr_mean_m_{a.horizons[-1]}s']:.1f} m", flush=True)
+        last = f"test_mean_m_{a.horizons[-1]}s"
+        got = ", ".join(f"{n} {statistics.mean(v for f, v in per[n][last] if f == k):.1f}" for n in a.models)
+        print(f"fold {k}: {got}, DR {m[f'dr_mean_m_{a.horizons[-1]}s']:.1f} m", flush=True)
     rows = []
     ref = per[a.models[0]]
     for label, key in (("dead reckoning", "dr"), ("last position", "last"), ("constant velocity", "cv"),

@@ -77,3 +77,17 @@ def test_spiking_bench_quick_synthetic_and_speed_sections():
     assert _bench_run("spiking") == {"bench_spiking_synthetic.md", "bench_spiking_speed.md"}
     res = _bench("spiking", "--sections", "warp")
     assert res.returncode == 2 and "unknown section(s) ['warp']" in res.stderr
+
+
+def test_ais_bench_quick_folds_and_ingest():
+    import re
+
+    res = _bench("ais", "--quick", "--folds", "1", "--models", "gru", "--epochs", "2", "--reps", "1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = {ln.split("|")[1].strip(): ln for ln in res.stdout.splitlines() if ln.startswith("| ")}
+    gru = [c.strip() for c in rows["gru"].split("|")[2:-1]]
+    assert all(re.match(r"^\d+\.\d \([-+]?\d+\.\d ± \d+\.\d %\)$", c) for c in gru[:3]), gru  # metres (vs DR)
+    assert float(rows["dead reckoning"].split("|")[2]) > 0
+    ours = [c.strip() for c in rows["ours: read + decode position reports + clean to tracks"].split("|")[2:-1]]
+    ref = [c.strip() for c in rows["pyais BinaryIOStream + decode() of every message"].split("|")[2:-1]]
+    assert ours[0] == ref[0] == "26077" and float(ours[3]) > 0  # same messages, a measured ratio

@@ -6,7 +6,6 @@ Overrides are dotted keys, ``--model.d_model 128`` or ``--model.ffn_kw.experts=4
 """
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import yaml
@@ -75,37 +74,6 @@ def parse_args(argv: list[str], shortcuts: dict[str, str]) -> dict:
         key = shortcuts.get(key, key)
         set_dotted(overrides, key, parse_value(val))
     return deep_merge({}, *files, overrides)
-
-
-def check_keys(cfg: dict, allowed: dict) -> None:
-    unknown = sorted(set(cfg) - set(allowed))
-    if unknown:
-        raise ConfigError(f"unknown config section(s) {unknown}; sections are {sorted(allowed)}")
-
-
-def accepted_kwargs(target) -> set[str] | None:
-    """Keyword names a function or class accepts; a class's ``**kw`` is followed up its MRO.
-
-    None when anything goes (a ``**kwargs`` that leads nowhere we can see).
-    """
-    fns = [k.__init__ for k in target.__mro__ if "__init__" in vars(k)] if inspect.isclass(target) else [target]
-    names: set[str] = set()
-    for fn in fns:
-        params = inspect.signature(fn).parameters
-        names |= {k for k, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)} - {"self"}
-        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            return names
-    return None
-
-
-def check_kwargs(target, kw: dict, where: str, skip: tuple[str, ...] = ()) -> None:
-    """Raise ConfigError when ``kw`` has a key ``target`` (function or class) does not accept."""
-    ok = accepted_kwargs(target)
-    if ok is None:
-        return
-    bad = sorted(set(kw) - ok - set(skip))
-    if bad:
-        raise ConfigError(f"{where}: unknown option(s) {bad}; valid: {sorted(ok - set(skip))}")
 
 
 def flatten(cfg: dict, prefix: str = "") -> dict[str, object]:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from apps.ais.data import FEATURES, AISData, damped_turn, dead_reckoning
+from apps.ais.data import FEATURES, AISData, base_displacement
 from apps.ais.models import MODELS, build_model, model_class
 from apps.ais.plots import tracks_figure
 from apps.ais.predict import TrackPredictor
@@ -78,10 +78,8 @@ class AISJob(Job):
         s = dm.sets["test"]
         x = torch.from_numpy(((s["x"] - predictor.mean) / predictor.std).astype(np.float32))
         cog = torch.from_numpy(s["cog0"]).float()
-        if predictor.base == "turn":
-            dr = torch.from_numpy(damped_turn(s["sog0"], s["cog0"], s["omega"], dm.horizons, predictor.turn_tau)).float()
-        else:
-            dr = torch.from_numpy(dead_reckoning(s["sog0"], s["cog0"], dm.horizons)).float()
+        dr = torch.from_numpy(base_displacement(predictor.base, s["sog0"], s["cog0"], s["omega"], dm.horizons,
+                                                predictor.turn_tau)).float()
         with torch.no_grad():
             pred = task(x, dr, cog).double().numpy()
         m = score_windows(pred, dm.sets["test"], dm.horizons, turn_tau=dm.turn_tau)

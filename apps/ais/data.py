@@ -107,6 +107,14 @@ def damped_turn(sog_kn: np.ndarray, cog_deg: np.ndarray, omega: np.ndarray, hori
     return np.stack([e[:, idx], n[:, idx]], -1)
 
 
+def base_displacement(base: str, sog_kn, cog_deg, omega, horizons, turn_tau: float) -> np.ndarray:
+    """What the learned models correct, [W, H, 2] east/north metres: ``dr`` (dead reckoning) or ``turn`` (the damped
+    turn with time constant ``turn_tau``). One definition for training, serving and retrain scoring."""
+    if base == "turn":
+        return damped_turn(sog_kn, cog_deg, omega, horizons, turn_tau)
+    return dead_reckoning(sog_kn, cog_deg, horizons)
+
+
 TURN_TAUS = (0.0, 5.0, 10.0, 13.0, 20.0, 30.0)  # candidates for the damped-turn baseline, chosen on validation
 
 
@@ -229,15 +237,9 @@ class AISData(pl.LightningDataModule):
             self.sets[name] = {k: v[idx] for k, v in w.items()} | {"dr": dr_all[idx], "true_en": true_all[idx]}
         self.turn_tau = self._choose_turn_tau()
         for v in self.sets.values():
-            v["base"] = self.base_displacement(v["sog0"], v["cog0"], v["omega"])
+            v["base"] = base_displacement(self.base, v["sog0"], v["cog0"], v["omega"], self.horizons, self.turn_tau)
         resid = self.sets["train"]["true_en"] - self.sets["train"]["base"]  # the norm is the same in the track frame
         self.target_scale = np.sqrt((resid ** 2).mean(axis=(0, 2))) + 1.0  # metres per horizon, train only
-
-    def base_displacement(self, sog, cog, omega) -> np.ndarray:
-        """What the learned models correct, [W, H, 2] east/north metres."""
-        if self.base == "turn":
-            return damped_turn(sog, cog, omega, self.horizons, self.turn_tau)
-        return dead_reckoning(sog, cog, self.horizons)
 
     def _choose_turn_tau(self) -> float:
         """The damped-turn baseline's time constant with the lowest mean error on the *validation* windows."""

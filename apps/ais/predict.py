@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from apps.ais.clean import clean
-from apps.ais.data import damped_turn, dead_reckoning, turn_rate, window_features
+from apps.ais.data import base_displacement, turn_rate, window_features
 from apps.ais.metrics import from_local
 from core.datadir import DataError
 
@@ -60,11 +60,8 @@ class TrackPredictor:
             feats, _, _ = window_features(*arrays, len(g) - 1, self.lookback)
             x = torch.from_numpy(((feats[None] - self.mean) / self.std).astype(np.float32))
             sog, cog = np.array([last.sog]), np.array([last.cog])
-            if self.base == "turn":
-                omega = np.array([turn_rate(arrays[0], arrays[5], arrays[4], len(g) - 1)])
-                dr = torch.from_numpy(damped_turn(sog, cog, omega, self.horizons, self.turn_tau)).float()
-            else:
-                dr = torch.from_numpy(dead_reckoning(sog, cog, self.horizons)).float()
+            omega = np.array([turn_rate(arrays[0], arrays[5], arrays[4], len(g) - 1)])
+            dr = torch.from_numpy(base_displacement(self.base, sog, cog, omega, self.horizons, self.turn_tau)).float()
             disp = self.task(x, dr, torch.tensor(cog, dtype=torch.float)).double().numpy()[0]
             lat, lon = from_local(disp[:, 0], disp[:, 1], last.lat, last.lon)
             for i, h in enumerate(self.horizons):

@@ -16,11 +16,12 @@ from apps.graph.forward import ForwardForwardGNN, SingleForwardGNN
 from apps.graph.init import SCHEMES, initialize, variance_profile
 from apps.graph.metrics import node_accuracy
 from apps.graph.models import CONVS, GNN
-from apps.graph.plots import confusion_figure, variance_figure
+from apps.graph.plots import variance_figure
 from apps.graph.predict import NodePredictor
 from apps.graph.task import NodeClassifier
 from core.utils import deep_merge
 from pipelines.config import ConfigError
+from pipelines.figures import confusion_figure
 from pipelines.options import Param, Section, ffn_choices, ffn_section
 from pipelines.runner import RUNNER_DEFAULTS, Job, main
 

@@ -2,7 +2,8 @@
 
 MODEL_URI is anything MLflow resolves: ``models:/forecast@champion``, ``models:/forecast/3``,
 ``runs:/<run_id>/model``. For the forecast app INPUT is recent history (a ``date`` column and the
-training columns, at least ``lookback`` rows); the output is the next H steps with timestamps.
+training columns, at least ``lookback`` rows); the output is the next H steps with timestamps. For the traffic app
+INPUT may be a packet capture or a folder of them (sniffed by magic bytes); the output is one row per flow.
 From Python: ``mlflow.pyfunc.load_model(uri).predict(df)``.
 """
 from __future__ import annotations
@@ -10,8 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pathlib import Path
+
 import mlflow
 import pandas as pd
+
+from apps.traffic.pcap import PCAP_MAGIC, PCAPNG_MAGIC
 
 from core.datadir import DataError
 from pipelines import tracking
@@ -24,15 +29,27 @@ def predict(model_uri: str, frame: pd.DataFrame, source: str = "input") -> pd.Da
     return predictor.predict(frame, source=source)
 
 
+def read_input(path: str) -> pd.DataFrame:
+    """A CSV as text columns; a packet capture or a folder becomes one ``path`` row (the traffic app reads it)."""
+    p = Path(path)
+    if p.is_dir():
+        return pd.DataFrame({"path": [path]})
+    with open(p, "rb") as f:
+        head = f.read(4)
+    if head == PCAPNG_MAGIC or head in PCAP_MAGIC:
+        return pd.DataFrame({"path": [path]})
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipelines.predict", description=__doc__.splitlines()[0])
     ap.add_argument("model_uri", help="models:/<name>@champion, models:/<name>/<version> or runs:/<id>/model")
-    ap.add_argument("input", help="CSV of recent history")
+    ap.add_argument("input", help="CSV of recent history / reports, or a packet capture")
     ap.add_argument("-o", "--output", help="write the forecast here (default: print it)")
     args = ap.parse_args(argv)
     try:
-        frame = pd.read_csv(args.input, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        frame = read_input(args.input)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         print(f"error: {args.input}: cannot read CSV ({e})", file=sys.stderr)
         return 2
     try:
@@ -45,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.output:
         out.to_csv(args.output, index=False)
-        print(f"wrote {len(out)} steps to {args.output}")
+        print(f"wrote {len(out)} rows to {args.output}")
     else:
         print(out.to_string(index=False))
     return 0

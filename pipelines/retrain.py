@@ -36,8 +36,10 @@ def jobs() -> dict:
     from pipelines.forecast import ForecastJob
     from pipelines.graph import GraphJob
     from pipelines.spiking import SpikingJob
+    from pipelines.traffic import TrafficJob
 
-    return {"forecast": ForecastJob, "ais": AISJob, "graph": GraphJob, "spiking": SpikingJob}
+    return {"forecast": ForecastJob, "ais": AISJob, "graph": GraphJob, "spiking": SpikingJob,
+            "traffic": TrafficJob}
 
 
 class Locked(RuntimeError):

@@ -70,6 +70,10 @@ class Job:
     def input_example(self, dm):
         raise NotImplementedError
 
+    def signature(self, example, output):
+        """The logged model's input / output schema (MLflow enforces the input's); inferred from the example."""
+        return infer_signature(example, output)
+
     def data_params(self, dm) -> dict:
         return {}
 
@@ -267,7 +271,7 @@ def _log_and_register(job, task, dm, cfg, run_id, metrics, client, data_params: 
             mlflow.log_figure(fig, name)
             plt.close(fig)
         info = mlflow.pyfunc.log_model(name="model", python_model=PredictorModel(predictor), input_example=example,
-                                       signature=infer_signature(example, predictor.predict(example)),
+                                       signature=job.signature(example, predictor.predict(example)),
                                        pip_requirements=requirements())
         result = Result(run_id, metrics, info.model_uri, config=cfg, datamodule=dm)
         if mcfg["register"]:

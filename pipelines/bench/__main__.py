@@ -1,4 +1,5 @@
-"""``python -m pipelines.bench <area> [options]``; areas: forecast, ssm, ffn, graph, spiking, ais, reliability."""
+"""``python -m pipelines.bench <area> [options]``; areas: forecast, ssm, ffn, graph, spiking, ais, traffic,
+reliability."""
 from __future__ import annotations
 
 import importlib
@@ -6,6 +7,7 @@ import sys
 
 AREAS = {"forecast": "pipelines.bench.forecast", "ssm": "pipelines.bench.ssm", "ffn": "pipelines.bench.ffn",
          "graph": "pipelines.bench.graph", "spiking": "pipelines.bench.spiking", "ais": "pipelines.bench.ais",
+         "traffic": "pipelines.bench.traffic",
          "reliability": "pipelines.bench.reliability"}
 
 

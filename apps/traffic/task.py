@@ -1,0 +1,146 @@
+"""Training flow classifiers, and netFound's self-supervised pretraining by masked field prediction.
+
+``FlowClassifier``: class-weighted cross-entropy (the task is scored by macro-F1); ``val_loss`` is 1 - validation
+macro-F1 at the task's level, so the checkpoint is chosen on the score that is tested. Test metrics:
+``test_macro_f1``, ``test_acc``, and any reference scores put in ``reference`` (the GBM's ``gbm_macro_f1`` /
+``gbm_acc`` on the same test flows).
+
+``FieldPretrainer``: 15 % of the real packets of each flow have their size, payload length, inter-arrival time,
+TCP flags and window replaced by a mask vector; the model predicts each masked field's token (cross-entropy per
+field, averaged) from the packet's state in the hierarchy (burst encoder + its burst's flow-encoder state).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from apps.traffic.features import PACKET_FIELDS, VOCAB
+from apps.traffic.metrics import scores
+from core.ffn import collect_aux_loss
+
+MASKED_FIELDS = ("size", "payload_len", "iat", "flags", "window")
+
+
+class FlowClassifier(pl.LightningModule):
+    """Wraps a model (packets, bursts, flow, payload) -> logits.
+
+    Args:
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        label_smoothing: cross-entropy label smoothing.
+    """
+
+    def __init__(self, model: nn.Module, class_weights: list[float] | None = None, level: str = "flow",
+                 lr: float = 1e-3, weight_decay: float = 0.01, label_smoothing: float = 0.0):
+        super().__init__()
+        self.model, self.level, self.lr, self.weight_decay = model, level, lr, weight_decay
+        self.label_smoothing = label_smoothing
+        w = torch.tensor(class_weights, dtype=torch.float) if class_weights else None
+        self.register_buffer("class_weights", w)
+        self.reference: dict[str, float] = {}
+        self._out: list = []
+
+    def forward(self, packets, bursts, flow, payload):
+        return self.model(packets, bursts, flow, payload)
+
+    def training_step(self, batch, batch_idx):
+        *x, y, _ = batch
+        loss = F.cross_entropy(self(*x), y, weight=self.class_weights, label_smoothing=self.label_smoothing)
+        loss = loss + collect_aux_loss(self.model)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def _collect(self, batch):
+        *x, y, idx = batch
+        self._out.append((self(*x).softmax(-1).detach().cpu(), y.cpu(), idx.cpu()))
+
+    def _scores(self, split: str) -> dict:
+        prob, y, idx = (torch.cat(t).numpy() for t in zip(*self._out))
+        group = self.trainer.datamodule.sets[split]["group"]
+        pos = {int(i): k for k, i in enumerate(self.trainer.datamodule.sets[split]["index"])}
+        g = group[[pos[int(i)] for i in idx]]
+        self.predictions = (idx, prob)
+        return scores(y, prob, g, self.level)
+
+    def on_validation_epoch_start(self):
+        self._out = []
+
+    def validation_step(self, batch, batch_idx):
+        self._collect(batch)
+
+    def on_validation_epoch_end(self):
+        s = self._scores("val")
+        self.log("val_loss", 1.0 - s["macro_f1"], prog_bar=True)
+        self.log("val_macro_f1", s["macro_f1"])
+
+    def on_test_epoch_start(self):
+        self._out = []
+
+    def test_step(self, batch, batch_idx):
+        self._collect(batch)
+
+    def on_test_epoch_end(self):
+        for k, v in self._scores("test").items():
+            self.log(f"test_{k}", v)
+        for k, v in self.reference.items():
+            self.log(k, v)
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        steps = self.trainer.estimated_stepping_batches
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=max(1, int(steps)),
+                                                    pct_start=0.1)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class FieldPretrainer(pl.LightningModule):
+    """Masked field prediction on unlabelled flows (netFound's pretraining objective, header fields only)."""
+
+    def __init__(self, model: nn.Module, lr: float = 1e-3, mask_rate: float = 0.15):
+        super().__init__()
+        self.model, self.lr, self.mask_rate = model, lr, mask_rate
+        self.cols = [PACKET_FIELDS.index(f) for f in MASKED_FIELDS]
+        self.heads = nn.ModuleList(nn.Linear(model.d_model, VOCAB[f]) for f in MASKED_FIELDS)
+
+    def training_step(self, batch, batch_idx):
+        packets, bursts, flow, payload = batch
+        real = packets[..., 0] > 0
+        masked = real & (torch.rand(real.shape, device=real.device) < self.mask_rate)
+        if not masked.any():
+            masked = real & (torch.cumsum(real.flatten(1), 1).view_as(real) == 1)
+        x = packets.clone()
+        for c in self.cols:
+            x[..., c] = torch.where(masked, 0, x[..., c])
+        _, h = self.model.encode(x, bursts, flow, payload, masked.float())
+        hm = h[masked]
+        loss = sum(F.cross_entropy(head(hm), packets[..., c][masked]) for head, c in zip(self.heads, self.cols))
+        loss = loss / len(self.cols)
+        self.log("pretrain_loss", loss, on_step=False, on_epoch=True, batch_size=len(packets))
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=0.01)
+
+
+def pretrain(model: nn.Module, tokens: dict[str, torch.Tensor], epochs: int, batch_size: int = 128,
+             lr: float = 1e-3, seed: int = 0) -> float:
+    """Pretrain ``model`` in place on ``tokens`` (from ``TrafficData.tokens_of``); -> the last epoch's loss."""
+    if epochs <= 0:
+        return float("nan")
+    pl.seed_everything(seed, verbose=False)
+    task = FieldPretrainer(model, lr)
+    ds = torch.utils.data.TensorDataset(*(tokens[k] for k in ("packets", "bursts", "flow", "payload")))
+    dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True)
+    tr = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False)
+    tr.fit(task, dl)
+    return float(tr.callback_metrics.get("pretrain_loss", torch.tensor(np.nan)))
+
+
+def class_weights(y: np.ndarray, n: int) -> list[float]:
+    """Inverse class frequency, mean 1 over the training flows."""
+    c = np.maximum(np.bincount(y, minlength=n), 1)
+    return (len(y) / (n * c)).tolist()

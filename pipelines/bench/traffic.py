@@ -1,0 +1,247 @@
+"""``python -m pipelines.bench traffic``: flow classification on nDPI's captures, honestly split, and parse speed.
+
+Sections (each model trained by the job's own code path, best validation epoch, no MLflow run per model):
+- ``folds``: GBM on flow statistics, the hierarchical model from scratch, and pretrained (masked field
+  prediction on the training captures' flows) + fine-tuned; 5 folds grouped by capture, shortcuts masked;
+  macro-F1 and accuracy, mean ± std over folds.
+- ``shortcuts``: the same with every shortcut field unmasked (ports, TTL, IP ID, sequence numbers, TCP
+  timestamps), and with ports alone; the drop from unmasked to masked per method.
+- ``leaky``: the same folds made over flows, ignoring captures (the leaky control); the drop to grouped.
+- ``labels``: label efficiency: 1 / 10 / 100 % of the training flows' labels (pretraining sees all flows).
+- ``parse``: captures -> flows for every capture under ``traffic/`` against dpkt's own object decoding
+  (``dpkt.pcap.Reader`` / ``dpkt.pcapng.Reader`` + the link layer's class, as dpkt users write it) of the same
+  files, interleaved in one process after checking that both count the same packets; and the reader's peak
+  Python memory (tracemalloc) on the smallest and the largest capture.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import struct
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+
+from apps.traffic.baseline import gbm_scores
+from apps.traffic.data import TrafficData, resolve_captures
+from apps.traffic.features import SHORTCUTS
+from apps.traffic.flows import read_capture
+from apps.traffic.models import build_model
+from apps.traffic.pcap import CaptureStats, read_packets, sniff
+from apps.traffic.task import FlowClassifier, class_weights, pretrain
+from core.datadir import DataError, data_dir
+from pipelines.bench.sections import add_common, check_sections, quiet, run_sections
+from pipelines.bench.table import markdown, mean_std
+from pipelines.runner import set_threads
+
+SECTIONS = ("folds", "shortcuts", "leaky", "labels", "parse")
+
+
+def _train(dm: TrafficData, pretrain_epochs: int, epochs: int, seed: int) -> dict:
+    pl.seed_everything(seed, verbose=False)
+    model = build_model("netfound", len(dm.class_names), bursts=dm.bursts, burst_packets=dm.burst_packets,
+                        payload_bytes=dm.payload_bytes)
+    if pretrain_epochs:
+        pretrain(model, dm.tokens_of(dm.pretrain_flows()), pretrain_epochs, seed=seed)
+    task = FlowClassifier(model, class_weights(dm.sets["train"]["y"], len(dm.class_names)), dm.level)
+    with tempfile.TemporaryDirectory() as d:
+        ckpt = pl.callbacks.ModelCheckpoint(monitor="val_loss", mode="min", save_top_k=1, dirpath=d)
+        tr = pl.Trainer(max_epochs=epochs, logger=False, callbacks=[ckpt], enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=d)
+        tr.fit(task, datamodule=dm)
+        m = tr.test(task, datamodule=dm, ckpt_path="best", verbose=False)[0]
+    return {"macro_f1": m["test_macro_f1"], "acc": m["test_acc"]}
+
+
+def _methods(a, **data_kw) -> dict[str, list[dict]]:
+    """method -> one score dict per fold (seed-averaged)."""
+    out: dict[str, list[dict]] = {"GBM (flow statistics)": [], "netFound, scratch": [],
+                                  "netFound, pretrained": []}
+    for k in a.folds:
+        dm = TrafficData(**{**data_kw, "split": f"{data_kw.get('split', 'group')}:{k}"})
+        dm.setup()
+        g = gbm_scores(dm)
+        out["GBM (flow statistics)"].append({"macro_f1": g["gbm_macro_f1"], "acc": g["gbm_acc"]})
+        for name, pre in (("netFound, scratch", 0), ("netFound, pretrained", a.pretrain_epochs)):
+            runs = [_train(dm, pre, a.epochs, s) for s in a.seeds]
+            out[name].append({m: statistics.mean(r[m] for r in runs) for m in ("macro_f1", "acc")})
+        print(f"fold {k} {data_kw}: " + ", ".join(f"{n} {v[-1]['macro_f1']:.3f}" for n, v in out.items()),
+              flush=True)
+    return out
+
+
+def _f1(runs: list[dict], key: str = "macro_f1") -> str:
+    return mean_std([r[key] for r in runs], 3)
+
+
+def folds(a) -> str:
+    res = a.cache.setdefault("group", _methods(a))
+    rows = [[n, _f1(r), _f1(r, "acc")] for n, r in res.items()]
+    return markdown(["method (grouped folds, shortcuts masked)", "macro-F1", "accuracy"], rows) + _note(a)
+
+
+def shortcuts(a) -> str:
+    masked = a.cache.setdefault("group", _methods(a))
+    ports = _methods(a, unmask=["ports"])
+    unmasked = _methods(a, unmask=list(SHORTCUTS))
+    rows = []
+    for n in masked:
+        m, p, u = (statistics.mean(r["macro_f1"] for r in x[n]) for x in (masked, ports, unmasked))
+        rows.append([n, _f1(masked[n]), _f1(ports[n]), _f1(unmasked[n]), f"{p - m:+.3f}", f"{u - m:+.3f}"])
+    return markdown(["method", "masked", "ports unmasked", "all unmasked", "ports buy", "all buy"], rows) + _note(a)
+
+
+def leaky(a) -> str:
+    grouped = a.cache.setdefault("group", _methods(a))
+    flows = _methods(a, split="leaky")
+    rows = []
+    for n in grouped:
+        g, f = (statistics.mean(r["macro_f1"] for r in x[n]) for x in (grouped, flows))
+        rows.append([n, _f1(grouped[n]), _f1(flows[n]), f"{f - g:+.3f}"])
+    return markdown(["method", "grouped by capture", "leaky (folds over flows)", "inflation"], rows) + _note(a)
+
+
+def labels(a) -> str:
+    rows = []
+    fr = {}
+    for frac in (0.01, 0.1, 1.0):
+        fr[frac] = _methods(a, label_fraction=frac)
+    for n in fr[1.0]:
+        rows.append([n] + [_f1(fr[f][n]) for f in fr])
+    return markdown(["method", "1 % labels", "10 % labels", "100 % labels"], rows) + _note(a)
+
+
+def _note(a) -> str:
+    return (f"\n\nmacro-F1 / accuracy per flow, mean ± std over folds {a.folds} (each fold the mean of seeds "
+            f"{a.seeds}); nDPI's master_proto labels with DPI confidence, the 7 largest classes in >= 5 captures, "
+            f"<= 50 flows per capture and class; {a.epochs} epochs max (best validation macro-F1), pretraining "
+            f"{a.pretrain_epochs} epochs.")
+
+
+def _dpkt_count(files: list[Path]) -> int:
+    """dpkt's own decoding of every packet: reader by magic bytes, then the link layer's class."""
+    import dpkt
+
+    link = {1: dpkt.ethernet.Ethernet, 113: dpkt.sll.SLL, 276: dpkt.sll2.SLL2, 0: dpkt.loopback.Loopback,
+            108: dpkt.loopback.Loopback, 9: dpkt.ppp.PPP}
+    n = 0
+    for f in files:
+        try:
+            kind = sniff(f)
+        except DataError:
+            continue
+        with open(f, "rb") as fh:
+            try:
+                r = dpkt.pcapng.Reader(fh) if kind == "pcapng" else dpkt.pcap.Reader(fh)
+                dl = r.datalink()
+                cls = link.get(dl, dpkt.ip.IP if dl in (101, 12, 14, 228) else dpkt.ip6.IP6 if dl == 229 else None)
+                for _ts, buf in r:
+                    n += 1
+                    if cls is not None:
+                        try:
+                            cls(buf)
+                        except (dpkt.UnpackError, IndexError, ValueError, KeyError):
+                            pass
+            except (ValueError, dpkt.NeedData, dpkt.UnpackError):
+                continue
+    return n
+
+
+def _ours_count(files: list[Path]) -> tuple[int, int]:
+    st = CaptureStats()
+    flows = 0
+    for f in files:
+        try:
+            flows += len(read_capture(f, stats=st))
+        except DataError:
+            continue
+    c = st.counts
+    # records: decoded or skipped packets, and records cut short by the end of the file (dpkt returns those short)
+    return sum(c[k] for k in ("packets", "non_ip", "fragment", "truncated", "unknown_link", "corrupt_records",
+                              "truncated_records")), flows
+
+
+def _repeat_capture(src: Path, dst: Path, size: int) -> Path:
+    """A classic pcap of at least ``size`` bytes: ``src``'s records written again and again."""
+    recs = [(ts, d) for ts, _, d in read_packets(src)]
+    with open(src, "rb") as f:
+        head = f.read(24)
+    order = "<" if head[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    unit = 1e-9 if head[:4] in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1e-6
+    with open(dst, "wb") as f:
+        f.write(head)
+        n = 24
+        while n < size:
+            for ts, d in recs:
+                f.write(struct.pack(order + "IIII", int(ts), int(round((ts % 1) / unit)), len(d), len(d)) + d)
+                n += 16 + len(d)
+    return dst
+
+
+def parse(a) -> str:
+    files, _ = resolve_captures(str(data_dir() / "traffic"))
+    size = sum(f.stat().st_size for f in files)
+    n_ours, n_flows = _ours_count(files)
+    n_ref = _dpkt_count(files)
+    if n_ours != n_ref:
+        raise RuntimeError(f"ours read {n_ours} packets, dpkt {n_ref}: not the same work")
+    t_ours, t_ref = [], []
+    for _ in range(a.reps):
+        t = time.perf_counter()
+        _ours_count(files)
+        t_ours.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        _dpkt_count(files)
+        t_ref.append(time.perf_counter() - t)
+    o, r = statistics.median(t_ours), statistics.median(t_ref)
+    mem = []
+    with tempfile.TemporaryDirectory() as d:
+        big = _repeat_capture(max((f for f in files if sniff(f) == "pcap"), key=lambda p: p.stat().st_size),
+                              Path(d) / "big.pcap", 64 * 2 ** 20)
+        for f in (min(files, key=lambda p: p.stat().st_size), max(files, key=lambda p: p.stat().st_size), big):
+            tracemalloc.start()
+            for _ in read_packets(f):
+                pass
+            mem.append((f.name, f.stat().st_size / 2 ** 20, tracemalloc.get_traced_memory()[1] / 2 ** 20))
+            tracemalloc.stop()
+    table = markdown(["reader", "packets", "seconds (median)", "packets / s", "time vs dpkt"],
+                     [["dpkt: Reader + link-layer objects", n_ref, f"{r:.2f}", f"{n_ref / r:,.0f}", "1.00"],
+                      ["ours: captures -> flows", n_ours, f"{o:.2f}", f"{n_ours / o:,.0f}", f"{o / r:.2f}"]])
+    return (table + f"\n\n{len(files)} capture files, {size / 2 ** 20:.1f} MB, {n_flows} flows; {a.reps} "
+            f"interleaved repetitions. Peak Python memory of the streaming reader: "
+            + "; ".join(f"{n} ({s:.2f} MB file) {m:.2f} MB" for n, s, m in mem) + ".")
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="python -m pipelines.bench traffic", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="2 folds, 1 seed, 3 epochs, 1 pretraining epoch, 1 rep")
+    ap.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--pretrain_epochs", type=int, default=10)
+    add_common(ap, SECTIONS)
+    a = ap.parse_args(argv)
+    a.reps = 3 if a.reps == 20 else a.reps
+    if a.quick:
+        a.folds, a.seeds, a.epochs, a.pretrain_epochs, a.reps = a.folds[:2], a.seeds[:1], 3, 1, 1
+    a.cache = {}
+    return check_sections(ap, a, SECTIONS)
+
+
+def main(argv: list[str]) -> int:
+    a = parse_args(argv)
+    quiet()
+    threads = set_threads({"threads": a.threads})
+    try:
+        resolve_captures(None)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    params = {"sections": ",".join(a.sections), "folds": ",".join(map(str, a.folds)), "threads": threads,
+              "seeds": ",".join(map(str, a.seeds)), "epochs": a.epochs, "pretrain_epochs": a.pretrain_epochs}
+    return run_sections("traffic", a, {s: globals()[s] for s in SECTIONS}, params)

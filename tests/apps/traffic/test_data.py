@@ -1,0 +1,102 @@
+"""Labels, honest splits, shortcut masking, burst tokens, the model, on nDPI's real captures."""
+import numpy as np
+import pytest
+import torch
+
+from apps.traffic.data import TrafficData
+from apps.traffic.features import PACKET_FIELDS, SHORTCUTS, burst_ids, flow_tokens, stat_names
+from apps.traffic.flows import ROW, Flow
+from apps.traffic.labels import FlowLabelTable
+from apps.traffic.metrics import scores
+from apps.traffic.models import NetFound
+from core.datadir import DataError
+
+
+@pytest.fixture(scope="module")
+def dm(data_root):
+    d = TrafficData(split="group:0")
+    d.setup()
+    return d
+
+
+def test_ndpi_labels_join_on_the_five_tuple_in_either_direction(dm, data_root):
+    table = FlowLabelTable(data_root / "traffic/ndpi/flow_labels.csv", "master_proto")
+    joined = sum(table.label(f) is not None for f in dm.all_flows)
+    assert joined >= 0.99 * table.rows  # 5,777 DPI rows; the rest are tunnels nDPI keys by the inner flow
+    f = next(f for f in dm.all_flows if table.label(f) == "DNS")
+    swapped = Flow(f.capture, 0, f.proto, f.server, f.client, 0.0)
+    assert table.label(swapped) == "DNS"
+
+
+def test_grouped_folds_never_share_a_capture_and_leaky_ones_do(dm):
+    caps = {s: {dm.flows[i].capture for i in dm.sets[s]["index"]} for s in ("train", "val", "test")}
+    assert not (caps["train"] & caps["test"]) and not (caps["val"] & caps["test"]) and not (caps["train"] & caps["val"])
+    assert dm.class_names == ["DNS", "HTTP", "NetBIOS", "QUIC", "STUN", "TLS", "WhatsApp"]
+    leaky = TrafficData(split="leaky:0")
+    leaky.setup()
+    lc = {s: {leaky.flows[i].capture for i in leaky.sets[s]["index"]} for s in ("train", "test")}
+    assert len(lc["train"] & lc["test"]) > 20
+    # one capture cannot dominate: at most 50 flows per capture and class
+    counts = {}
+    for s in dm.sets.values():
+        for i, y in zip(s["index"], s["y"]):
+            key = (dm.flows[i].capture, int(y))
+            counts[key] = counts.get(key, 0) + 1
+    assert max(counts.values()) == 50
+
+
+def test_shortcuts_are_masked_unless_unmasked(dm):
+    s = dm.sets["train"]
+    cols = [PACKET_FIELDS.index(f) for f in ("ttl", "ip_id", "seq", "tcp_ts")]
+    assert (s["packets"][..., cols] == 0).all() and (s["flow"][:, 1:] == 0).all()
+    assert not any(n.endswith(("port", "ttl", "ip_id0", "seq0", "tcp_ts0")) for n in dm.stat_names)
+    um = TrafficData(split="group:0", unmask=list(SHORTCUTS))
+    um.setup()
+    t = um.sets["train"]
+    assert all((t["packets"][..., c] != 0).any() for c in cols) and (t["flow"][:, 1] != 0).all()
+    assert len(um.stat_names) == len(stat_names(SHORTCUTS)) > len(dm.stat_names)
+    with pytest.raises(DataError, match=r"--data.unmask: unknown field\(s\) \['mac'\]"):
+        TrafficData(unmask=["mac"])
+
+
+def test_bursts_split_at_direction_changes_and_gaps():
+    f = Flow("x", 0, 6, (b"\x01" * 4, 1000), (b"\x02" * 4, 80), 0.0)
+    # ts, dir: out, out, in, in (2 s later: a new burst), out
+    rows = [(0.0, 0), (0.01, 0), (0.02, 1), (2.5, 1), (2.6, 0)]
+    f.rows = np.array([(t, d, 100 + i, 40, 0x18, 512, 64, 1, 1, 0) for i, (t, d) in enumerate(rows)], dtype=float)
+    assert burst_ids(f.rows, 1.0).tolist() == [0, 0, 1, 2, 3]
+    pk, bm, fl, _ = flow_tokens(f, burst_gap=1.0)
+    assert (pk[:4, :, 0] > 0).sum(1).tolist() == [2, 1, 1, 1] and (pk[4:] == 0).all()
+    assert bm[:4, 0].tolist() == [1, 2, 2, 1] and (bm[4:] == 0).all()
+    assert bm[:4, 1].tolist() == [3, 2, 2, 2]  # 1 + packets
+    assert fl.tolist() == [1, 0, 0]
+    pk2, *_ = flow_tokens(f, burst_gap=10.0)
+    assert (pk2[:3, :, 0] > 0).sum(1).tolist() == [2, 2, 1]
+    assert len(ROW) == f.rows.shape[1]
+
+
+def test_capture_level_scores_vote_with_mean_probabilities():
+    y = np.array([0, 0, 0, 1, 1])
+    prob = np.array([[0.9, 0.1], [0.4, 0.6], [0.4, 0.6], [0.2, 0.8], [0.6, 0.4]])
+    group = np.array([0, 0, 0, 1, 1])
+    assert scores(y, prob, group, "flow")["acc"] == pytest.approx(0.4)
+    assert scores(y, prob, group, "capture") == {"macro_f1": 1.0, "acc": 1.0}
+
+
+def test_netfound_swaps_its_ffn_and_scores_each_flow_alone(dm):
+    torch.manual_seed(0)
+    s = dm.sets["train"]
+    x = [torch.from_numpy(s[k][:8]) for k in ("packets", "bursts", "flow", "payload")]
+    m = NetFound(len(dm.class_names), ffn="swiglu").eval()
+    assert type(m.flow_encoder.blocks[0].ffn).__name__ == "SwiGLU"
+    out = m(*x)
+    assert out.shape == (8, len(dm.class_names)) and torch.isfinite(out).all()
+    # a flow's logits do not depend on the other flows in its batch (empty bursts are skipped per flow)
+    assert torch.allclose(m(*(t[:1] for t in x)), out[:1], atol=1e-5)
+
+
+def test_label_csv_errors_name_the_file_and_column(tmp_path):
+    bad = tmp_path / "labels.csv"
+    bad.write_text("pcap,src_ip,src_port,dst_ip,dst_port,app\nx.pcap,1.1.1.1,1,2.2.2.2,2,DNS\n")
+    with pytest.raises(DataError, match=r"labels.csv: line 1: missing column\(s\) \['l4_proto', 'master_proto'\]"):
+        FlowLabelTable(bad, "master_proto")

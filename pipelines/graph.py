@@ -12,7 +12,7 @@ import sys
 import torch
 
 from apps.graph.data import GraphData
-from apps.graph.forward import ForwardForwardGNN, SingleForwardGNN
+from apps.graph.forward import SingleForwardGNN
 from apps.graph.init import SCHEMES, initialize, variance_profile
 from apps.graph.metrics import node_accuracy
 from apps.graph.models import CONVS, GNN
@@ -25,7 +25,7 @@ from pipelines.figures import confusion_figure
 from pipelines.options import Param, Section, ffn_choices, ffn_section
 from pipelines.runner import RUNNER_DEFAULTS, Job, main
 
-METHODS = {"bp": None, "sf": SingleForwardGNN, "ffla": ForwardForwardGNN}
+METHODS = {"bp": None, "sf": SingleForwardGNN}
 # ForwardGNN's settings (exp/nodeclass/*.sh): hidden 128, Adam lr 1e-3, 1000 epochs per layer, patience 100
 FORWARD_PRESET = {"model": {"hidden": 128}, "optim": {"lr": 1e-3, "weight_decay": 0.0},
                   "data": {"normalize_features": False}}
@@ -61,10 +61,9 @@ class GraphJob(Job):
     def sections(self, cfg: dict) -> dict[str, Section]:
         method = cfg["task"]["method"]
         task_params = (
-            Param("method", str, "bp", "bp: backpropagation; sf: ForwardGNN single-forward; ffla: forward-forward "
-                  "with label appending", tuple(METHODS)),
-            Param("epochs_per_layer", int, 1000, "sf / ffla: epochs each layer trains"),
-            Param("patience", int, 100, "sf / ffla: a layer stops after this many epochs without a better val acc"))
+            Param("method", str, "bp", "bp: backpropagation; sf: ForwardGNN single-forward", tuple(METHODS)),
+            Param("epochs_per_layer", int, 1000, "sf: epochs each layer trains"),
+            Param("patience", int, 100, "sf: a layer stops after this many epochs without a better val acc"))
         layerwise = ("in_channels", "num_classes", "hidden", "layers", "lr", "weight_decay", "epochs", "patience")
         return {
             "data": Section(GraphData, skip=("seed",), help="the graph and its split (apps.graph.data.GraphData)"),
@@ -91,7 +90,7 @@ class GraphJob(Job):
             self.profile = variance_profile(model, d.x, d.edge_index, d.y, d.train_mask)
             return dm, NodeClassifier(model, **cfg["optim"])
         if cfg["model"]["name"] != "gcn":
-            raise ConfigError("task.method sf / ffla train GCN layers; set model.name gcn")
+            raise ConfigError("task.method sf trains GCN layers; set model.name gcn")
         cls = METHODS[method]
         kw = {k: v for k, v in m.items() if k in ("hidden", "layers")}
         extra = {k: v for k, v in t.items() if k not in ("method", "epochs_per_layer")}

@@ -30,9 +30,9 @@ class TrafficJob(Job):
     app = "traffic"
     defaults = {
         "data": {"split": "group:0"},
-        "model": {"name": "netfound", "pretrain_epochs": 10},
+        "model": {"name": "netfound", "pretrain_epochs": 3},
         "optim": {"lr": 1e-3, "weight_decay": 0.01},
-        "trainer": {"max_epochs": 40, "patience": 12},
+        "trainer": {"max_epochs": 20, "patience": 8},
     }
     shortcuts = {"model": "model.name", "data": "data.path", "split": "data.split", "epochs": "trainer.max_epochs",
                  "ffn": "model.ffn", "lr": "optim.lr", "labels": "data.labels", "level": "data.level"}
@@ -42,7 +42,7 @@ class TrafficJob(Job):
             "data": Section(TrafficData, help="captures -> flows -> grouped folds (apps.traffic.data.TrafficData)"),
             "model": Section(NetFound, skip=("n_classes", "bursts", "burst_packets", "payload_bytes"),
                              extra=(Param("name", str, "netfound", "the model", MODELS),
-                                    Param("pretrain_epochs", int, 10, "epochs of masked-field pretraining on the "
+                                    Param("pretrain_epochs", int, 3, "epochs of masked-field pretraining on the "
                                           "training captures' flows (0: from scratch)")),
                              choices=ffn_choices(), nested={"ffn_kw": ffn_section},
                              help="netFound-style hierarchical encoder (apps.traffic.models)"),

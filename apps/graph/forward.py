@@ -6,10 +6,10 @@ end-to-end backward pass.
   to that class's *training* nodes only; virtual nodes carry fixed random features. Layer l maps the
   (row L2-normalised, detached) output of layer l-1 to embeddings; its loss is the cross-entropy of
   ``softmax_c(<h_i, h_vc> / T)`` over the training nodes i. Prediction sums those softmaxes over the layers.
-- ``ForwardForwardGNN`` (FF+LA): Hinton's forward-forward with the label appended to the node features: a
-  training node with its true label is positive, with a wrong label negative; non-training nodes carry a uniform
-  label vector. Goodness g = mean(h²); loss = BCE(g - theta). Prediction appends each class to the nodes being
-  classified and picks the class with the largest goodness summed over layers.
+
+ForwardGNN's FF+LA variant (forward-forward with label appending) was removed (2026-12-01): our version reached 39 %
+on Cora_ML split 0 (69 % after tuning one layer) against 84.2 published, and a method that does not work is not
+an option to ship. Bringing it back means reaching its published number first.
 
 Layers are trained one after another (``epochs`` each, early-stopped on validation accuracy with ``patience``,
 best state restored) inside one Lightning fit with manual optimisation. ``n_active`` (a buffer, so it is in
@@ -200,59 +200,6 @@ class SingleForwardGNN(_LayerwiseTask):
     def scores(self, x, edge_index):
         hs = self.embeddings(x, edge_index, int(self.n_active))
         return sum(torch.softmax(self._logits(h, x.size(0)), -1) for h in hs)
-
-    def predict_classes(self, data):
-        return self.scores(data.x, data.edge_index).argmax(-1)
-
-    def forward(self, x, edge_index):
-        return self.scores(x, edge_index)
-
-
-class ForwardForwardGNN(_LayerwiseTask):
-    """FF+LA. dims = [F + C, hidden, ..., hidden]; goodness threshold ``theta`` on mean(h²).
-
-    Args:
-        theta: goodness threshold on mean(h²) separating positive from negative inputs.
-    """
-
-    def __init__(self, in_channels: int, num_classes: int, hidden: int = 128, layers: int = 2, lr: float = 1e-3,
-                 weight_decay: float = 0.0, epochs: int = 1000, patience: int = 100, theta: float = 0.1):
-        super().__init__([in_channels + num_classes] + [hidden] * layers, lr, weight_decay, epochs, patience)
-        self.num_classes, self.theta = num_classes, theta
-
-    def _with_labels(self, x, train_labels, others=None):
-        """x | label vector: training nodes get ``train_labels``; the rest uniform or class ``others``."""
-        lab = torch.full((x.size(0), self.num_classes), 1.0 / self.num_classes, device=x.device)
-        if others is not None:
-            lab = F.one_hot(torch.full((x.size(0),), others, device=x.device), self.num_classes).float()
-        lab[self.train_nodes] = F.one_hot(train_labels, self.num_classes).float()
-        return torch.cat([x, lab], 1)
-
-    def _goodness(self, x, edge_index, upto):
-        hs = self.run_layers(x, self.adj(edge_index, x.size(0)), upto)
-        return [h.pow(2).mean(1) for h in hs], (hs[-1] if hs else x)
-
-    def local_loss(self, data, k):
-        wrong = (self.train_labels + torch.randint(1, self.num_classes, self.train_labels.shape,
-                                                   device=self.train_labels.device)) % self.num_classes
-        loss = 0.0
-        for labels, target in ((self.train_labels, 1.0), (wrong, 0.0)):
-            x = self._with_labels(data.x, labels)
-            with torch.no_grad():
-                _, h = self._goodness(x, data.edge_index, k)
-            h = self.layers[k](h if k else x, self.adj(data.edge_index, x.size(0)))
-            g = h.pow(2).mean(1)[self.train_nodes] - self.theta
-            loss = loss + F.binary_cross_entropy_with_logits(g, torch.full_like(g, target))
-        return loss / 2
-
-    @torch.no_grad()
-    def scores(self, x, edge_index):
-        """[N, C]: goodness summed over the active layers with class c appended to every non-training node."""
-        cols = []
-        for c in range(self.num_classes):
-            gs, _ = self._goodness(self._with_labels(x, self.train_labels, others=c), edge_index, int(self.n_active))
-            cols.append(sum(gs))
-        return torch.stack(cols, 1)
 
     def predict_classes(self, data):
         return self.scores(data.x, data.edge_index).argmax(-1)

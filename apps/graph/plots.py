@@ -6,8 +6,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 
 def variance_figure(profile: dict[str, list[float]], scheme: str):

@@ -24,7 +24,6 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
 
 from apps.traffic.baseline import gbm_scores
@@ -58,16 +57,17 @@ def _train(dm: TrafficData, pretrain_epochs: int, epochs: int, seed: int) -> dic
     return {"macro_f1": m["test_macro_f1"], "acc": m["test_acc"]}
 
 
-def _methods(a, **data_kw) -> dict[str, list[dict]]:
+def _methods(a, pretrained: bool = True, **data_kw) -> dict[str, list[dict]]:
     """method -> one score dict per fold (seed-averaged)."""
-    out: dict[str, list[dict]] = {"GBM (flow statistics)": [], "netFound, scratch": [],
-                                  "netFound, pretrained": []}
+    out: dict[str, list[dict]] = {"GBM (flow statistics)": [], "netFound, scratch": []}
+    if pretrained:
+        out["netFound, pretrained"] = []
     for k in a.folds:
         dm = TrafficData(**{**data_kw, "split": f"{data_kw.get('split', 'group')}:{k}"})
         dm.setup()
         g = gbm_scores(dm)
         out["GBM (flow statistics)"].append({"macro_f1": g["gbm_macro_f1"], "acc": g["gbm_acc"]})
-        for name, pre in (("netFound, scratch", 0), ("netFound, pretrained", a.pretrain_epochs)):
+        for name, pre in (("netFound, scratch", 0), ("netFound, pretrained", a.pretrain_epochs))[:len(out) - 1]:
             runs = [_train(dm, pre, a.epochs, s) for s in a.seeds]
             out[name].append({m: statistics.mean(r[m] for r in runs) for m in ("macro_f1", "acc")})
         print(f"fold {k} {data_kw}: " + ", ".join(f"{n} {v[-1]['macro_f1']:.3f}" for n, v in out.items()),
@@ -86,21 +86,21 @@ def folds(a) -> str:
 
 
 def shortcuts(a) -> str:
-    masked = a.cache.setdefault("group", _methods(a))
-    ports = _methods(a, unmask=["ports"])
-    unmasked = _methods(a, unmask=list(SHORTCUTS))
+    masked = a.cache.setdefault("group", _methods(a, a.pretrained_controls))
+    ports = _methods(a, a.pretrained_controls, unmask=["ports"])
+    unmasked = _methods(a, a.pretrained_controls, unmask=list(SHORTCUTS))
     rows = []
-    for n in masked:
+    for n in ports:
         m, p, u = (statistics.mean(r["macro_f1"] for r in x[n]) for x in (masked, ports, unmasked))
         rows.append([n, _f1(masked[n]), _f1(ports[n]), _f1(unmasked[n]), f"{p - m:+.3f}", f"{u - m:+.3f}"])
     return markdown(["method", "masked", "ports unmasked", "all unmasked", "ports buy", "all buy"], rows) + _note(a)
 
 
 def leaky(a) -> str:
-    grouped = a.cache.setdefault("group", _methods(a))
-    flows = _methods(a, split="leaky")
+    grouped = a.cache.setdefault("group", _methods(a, a.pretrained_controls))
+    flows = _methods(a, a.pretrained_controls, split="leaky")
     rows = []
-    for n in grouped:
+    for n in flows:
         g, f = (statistics.mean(r["macro_f1"] for r in x[n]) for x in (grouped, flows))
         rows.append([n, _f1(grouped[n]), _f1(flows[n]), f"{f - g:+.3f}"])
     return markdown(["method", "grouped by capture", "leaky (folds over flows)", "inflation"], rows) + _note(a)
@@ -222,8 +222,10 @@ def parse_args(argv):
     ap.add_argument("--quick", action="store_true", help="2 folds, 1 seed, 3 epochs, 1 pretraining epoch, 1 rep")
     ap.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
-    ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--pretrain_epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--pretrain_epochs", type=int, default=3)
+    ap.add_argument("--pretrained_controls", action="store_true",
+                    help="also run the pretrained model in the shortcuts and leaky controls (about 2x their time)")
     add_common(ap, SECTIONS)
     a = ap.parse_args(argv)
     a.reps = 3 if a.reps == 20 else a.reps

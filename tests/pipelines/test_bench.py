@@ -91,3 +91,14 @@ def test_ais_bench_quick_folds_and_ingest():
     ours = [c.strip() for c in rows["ours: read + decode position reports + clean to tracks"].split("|")[2:-1]]
     ref = [c.strip() for c in rows["pyais BinaryIOStream + decode() of every message"].split("|")[2:-1]]
     assert ours[0] == ref[0] == "26077" and float(ours[3]) > 0  # same messages, a measured ratio
+
+
+def test_traffic_bench_quick_folds_and_parse():
+    res = _bench("traffic", "--quick", "--folds", "1", "--sections", "folds", "parse")
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]] for ln in res.stdout.splitlines()
+            if ln.startswith("| ")}
+    for name in ("GBM (flow statistics)", "netFound, scratch", "netFound, pretrained"):
+        assert 0 < float(rows[name][0]) <= 1, rows[name]  # one fold: a number, no spread
+    ours, ref = rows["ours: captures -> flows"], rows["dpkt: Reader + link-layer objects"]
+    assert ours[0] == ref[0] and int(ours[0]) > 150_000 and float(ours[3]) > 0  # same packets, a measured ratio

@@ -58,7 +58,7 @@ def _cli(*args):
     (["--data", "PubMed"], "PubMed/raw: dataset files missing: ind.pubmed.x"),
     (["--split", "forwardgnn:7"], "node-index-split7.pt: missing"),
     (["--model", "graphormer"], "model.name: unknown 'graphormer'"),
-    (["--method", "sf", "--model", "sage"], "task.method sf / ffla train GCN layers"),
+    (["--method", "sf", "--model", "sage"], "task.method sf trains GCN layers"),
     (["--model.widht", "3"], "--model.widht: unknown option"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_run(args, msg):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -26,10 +25,8 @@ from apps.ais.data import FEATURES, AISData, resolve_paths
 from apps.ais.models import build_model
 from apps.ais.nmea import read
 from apps.ais.task import TrackForecaster
-from core.datadir import DataError
-from pipelines.bench.sections import add_common, check_sections, quiet, run_sections
+from pipelines.bench.sections import add_common, bench_main, check_sections
 from pipelines.bench.table import markdown, mean_std
-from pipelines.runner import set_threads
 
 SECTIONS = ("folds", "ingest")
 
@@ -145,13 +142,6 @@ def parse(argv):
 
 def main(argv: list[str]) -> int:
     a = parse(argv)
-    quiet()
-    threads = set_threads({"threads": a.threads})
-    try:
-        resolve_paths(None)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    params = {"sections": ",".join(a.sections), "folds": ",".join(map(str, a.folds)), "threads": threads,
+    params = {"sections": ",".join(a.sections), "folds": ",".join(map(str, a.folds)),
               "seeds": ",".join(map(str, a.seeds)), "models": ",".join(a.models), "epochs": a.epochs, "base": a.base}
-    return run_sections("ais", a, {s: globals()[s] for s in SECTIONS}, params)
+    return bench_main("ais", a, {s: globals()[s] for s in SECTIONS}, lambda: resolve_paths(None), params)

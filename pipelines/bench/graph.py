@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 
 import pytorch_lightning as pl
@@ -24,10 +23,8 @@ from apps.graph.metrics import hits_at_k, split_edges
 from apps.graph.models import GNN
 from apps.graph.netinfof import NetInfoFAct, fit_act, node_embeddings, probe
 from apps.graph.task import NodeClassifier
-from core.datadir import DataError
-from pipelines.bench.sections import add_common, check_sections, quiet, run_sections
+from pipelines.bench.sections import add_common, bench_main, check_sections
 from pipelines.bench.table import markdown, mean_std
-from pipelines.runner import set_threads
 
 SECTIONS = ("node", "forward", "init", "link", "speed")
 PAPER_NODE = {"Cora": 81.5, "CiteSeer": 70.3}
@@ -199,13 +196,6 @@ def parse(argv):
 
 def main(argv: list[str]) -> int:
     a = parse(argv)
-    quiet()
-    threads = set_threads({"threads": a.threads})
-    try:
-        GraphData("Cora").setup()
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    params = {"sections": ",".join(a.sections), "seeds": ",".join(map(str, a.seeds)), "threads": threads,
+    params = {"sections": ",".join(a.sections), "seeds": ",".join(map(str, a.seeds)),
               "splits": ",".join(map(str, a.splits)), "epochs": a.epochs}
-    return run_sections("graph", a, {s: globals()[s] for s in SECTIONS}, params)
+    return bench_main("graph", a, {s: globals()[s] for s in SECTIONS}, lambda: GraphData("Cora").setup(), params)

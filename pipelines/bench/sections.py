@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import warnings
 
@@ -45,3 +46,19 @@ def run_sections(area: str, a, sections: dict, params: dict) -> int:
         mlflow.log_metric("wall_seconds", time.time() - t0)
     print(f"{params.get('threads')} threads, {time.time() - t0:.0f}s; MLflow run {run.info.run_id}")
     return 0
+
+
+def bench_main(area: str, a, sections: dict, check_data, params: dict) -> int:
+    """Quiet logs, set threads, check the data is there (``check_data()`` raising DataError: one ``error:`` line,
+    exit 2), then :func:`run_sections` with ``params`` + the thread count."""
+    from core.datadir import DataError
+    from pipelines.runner import set_threads
+
+    quiet()
+    threads = set_threads({"threads": a.threads})
+    try:
+        check_data()
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return run_sections(area, a, sections, {**params, "threads": threads})

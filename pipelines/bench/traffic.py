@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import struct
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -34,9 +33,8 @@ from apps.traffic.models import build_model
 from apps.traffic.pcap import CaptureStats, read_packets, sniff
 from apps.traffic.task import FlowClassifier, class_weights, pretrain
 from core.datadir import DataError, data_dir
-from pipelines.bench.sections import add_common, check_sections, quiet, run_sections
+from pipelines.bench.sections import add_common, bench_main, check_sections
 from pipelines.bench.table import markdown, mean_std
-from pipelines.runner import set_threads
 
 SECTIONS = ("folds", "shortcuts", "leaky", "labels", "parse")
 
@@ -237,13 +235,6 @@ def parse_args(argv):
 
 def main(argv: list[str]) -> int:
     a = parse_args(argv)
-    quiet()
-    threads = set_threads({"threads": a.threads})
-    try:
-        resolve_captures(None)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    params = {"sections": ",".join(a.sections), "folds": ",".join(map(str, a.folds)), "threads": threads,
+    params = {"sections": ",".join(a.sections), "folds": ",".join(map(str, a.folds)),
               "seeds": ",".join(map(str, a.seeds)), "epochs": a.epochs, "pretrain_epochs": a.pretrain_epochs}
-    return run_sections("traffic", a, {s: globals()[s] for s in SECTIONS}, params)
+    return bench_main("traffic", a, {s: globals()[s] for s in SECTIONS}, lambda: resolve_captures(None), params)

@@ -73,18 +73,25 @@ def _methods(a, pretrained: bool = True, **data_kw) -> dict[str, list[dict]]:
     return out
 
 
+def _grouped(a, pretrained: bool) -> dict[str, list[dict]]:
+    """The grouped, masked results, computed once per process (with the pretrained model if any section asked)."""
+    if "group" not in a.cache or (pretrained and "netFound, pretrained" not in a.cache["group"]):
+        a.cache["group"] = _methods(a, pretrained)
+    return a.cache["group"]
+
+
 def _f1(runs: list[dict], key: str = "macro_f1") -> str:
     return mean_std([r[key] for r in runs], 3)
 
 
 def folds(a) -> str:
-    res = a.cache.setdefault("group", _methods(a))
+    res = _grouped(a, True)
     rows = [[n, _f1(r), _f1(r, "acc")] for n, r in res.items()]
     return markdown(["method (grouped folds, shortcuts masked)", "macro-F1", "accuracy"], rows) + _note(a)
 
 
 def shortcuts(a) -> str:
-    masked = a.cache.setdefault("group", _methods(a, a.pretrained_controls))
+    masked = _grouped(a, a.pretrained_controls)
     ports = _methods(a, a.pretrained_controls, unmask=["ports"])
     unmasked = _methods(a, a.pretrained_controls, unmask=list(SHORTCUTS))
     rows = []
@@ -95,7 +102,7 @@ def shortcuts(a) -> str:
 
 
 def leaky(a) -> str:
-    grouped = a.cache.setdefault("group", _methods(a, a.pretrained_controls))
+    grouped = _grouped(a, a.pretrained_controls)
     flows = _methods(a, a.pretrained_controls, split="leaky")
     rows = []
     for n in flows:

@@ -74,18 +74,26 @@ def test_pipeline_logs_scores_gbm_and_a_model_that_labels_captures(tmp_path, dat
     assert score == pytest.approx(1 - m["test_macro_f1"], abs=1e-6)
 
 
-@pytest.mark.parametrize("setup,args,message", [
-    ("empty", ["--data.path", "{tmp}/empty.pcap"], "empty.pcap: byte 0: empty file"),
-    ("csv", ["--data.labels", "{tmp}/labels.csv"], "labels.csv: line 1: missing column(s) ['l4_proto'"),
-    ("", ["--data.unmask", "mac"], "--data.unmask: unknown field(s) ['mac']"),
-    ("", ["--data.split", "random:0"], "--data.split: expected group:K or leaky:K"),
-])
-def test_bad_input_is_one_error_line_exit_2_and_nothing_registered(tmp_path, setup, args, message):
+def test_a_bad_capture_is_one_error_line_exit_2_and_nothing_registered(tmp_path):
     (tmp_path / "empty.pcap").write_bytes(b"")
-    (tmp_path / "labels.csv").write_text("pcap,src_ip\nx.pcap,1.1.1.1\n")
-    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    res = subprocess.run([sys.executable, "-m", "pipelines.traffic", *args, *FAST], capture_output=True, text=True,
-                         env=dict(os.environ), timeout=600)
+    res = subprocess.run([sys.executable, "-m", "pipelines.traffic", "--data.path", str(tmp_path / "empty.pcap"),
+                          *FAST], capture_output=True, text=True, env=dict(os.environ), timeout=600)
     assert res.returncode == 2, res.stderr[-2000:]
-    assert message in res.stderr and "Traceback" not in res.stderr
+    assert "empty.pcap: byte 0: empty file" in res.stderr and "Traceback" not in res.stderr
+    assert _runs() == []
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--data.labels", "{tmp}/labels.csv"], r"labels.csv: line 1: missing column\(s\) \['l4_proto'"),
+    (["--data.unmask", "mac"], r"--data.unmask: unknown field\(s\) \['mac'\]"),
+    (["--data.split", "random:0"], "--data.split: expected group:K or leaky:K"),
+    (["--data.level", "packet"], "--data.level: expected flow or capture"),
+])
+def test_bad_options_and_labels_stop_before_any_run(tmp_path, args, message):
+    from core.datadir import DataError
+    from pipelines.config import ConfigError
+
+    (tmp_path / "labels.csv").write_text("pcap,src_ip\nx.pcap,1.1.1.1\n")
+    with pytest.raises((DataError, ConfigError), match=message):
+        run(TrafficJob(), [a.replace("{tmp}", str(tmp_path)) for a in args] + FAST)
     assert _runs() == []

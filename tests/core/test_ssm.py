@@ -30,6 +30,20 @@ def test_paths_match_loop_reference(mode, L):
         torch.testing.assert_close(a, b, rtol=RTOL, atol=ATOL, msg=lambda m: f"grad {name}: {m}")
 
 
+def test_parallel_path_at_the_lengths_it_serves():
+    """L = 1024 with small slices: where ``auto`` picks the parallel scan (values and gradients)."""
+    kw = _inputs(1024, batch=1, dim=2, n=2, seed=3)
+    names = list(kw)
+    ref = selective_scan_ref(**kw, delta_softplus=True)
+    g = torch.randn_like(ref)
+    gref = torch.autograd.grad(ref, [kw[k] for k in names], g)
+    out = selective_scan(**kw, delta_softplus=True, mode="parallel")
+    gout = torch.autograd.grad(out, [kw[k] for k in names], g)
+    torch.testing.assert_close(out, ref, rtol=RTOL, atol=ATOL)
+    for name, a, b in zip(names, gout, gref):
+        torch.testing.assert_close(a, b, rtol=RTOL, atol=ATOL, msg=lambda m: f"grad {name}: {m}")
+
+
 def test_without_optional_terms():
     kw = _inputs(37)
     for k in ("D", "z", "delta_bias"):

@@ -17,7 +17,9 @@ def _bench(*args):
 def test_forecast_bench_quick_has_parent_and_child_runs():
     res = _bench("forecast", "--quick", "--models", "rlinear", "--max-epochs", "2")
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "| rlinear | ETTh1 | 96 |" in res.stdout and "0.386" in res.stdout
+    row = next(ln for ln in res.stdout.splitlines() if ln.startswith("| rlinear | ETTh1 | 96 |"))
+    ours_mse = float(row.split("|")[4].split()[0])  # our cell, not the paper's constant beside it
+    assert 0.37 < ours_mse < 0.45, row  # RLinear reaches 0.385 in 2 epochs (paper 0.386)
     c = MlflowClient(tracking.tracking_uri())
     runs = c.search_runs([c.get_experiment_by_name("bench").experiment_id])
     parent = [r for r in runs if r.info.run_name == "bench-forecast-quick"]
@@ -64,7 +66,9 @@ def _bench_run(area):
 def test_graph_bench_quick_node_and_speed_sections():
     res = _bench("graph", "--quick", "--sections", "node", "speed", "--seeds", "0")
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "| Cora " in res.stdout and "| 81.5 " in res.stdout and "PyG GCNConv(cached=True)" in res.stdout
+    row = next(ln for ln in res.stdout.splitlines() if ln.startswith("| Cora "))
+    assert 75 < float(row.split("|")[4].split()[0]) < 85, row  # our GCN accuracy on Cora's public split (paper 81.5)
+    assert "PyG GCNConv(cached=True)" in res.stdout
     assert _bench_run("graph") == {"bench_graph_node.md", "bench_graph_speed.md"}
 
 

@@ -15,6 +15,16 @@ def test_shapes_with_and_without_time_marks(name, kw):
     assert m(torch.randn(3, 48, 7)).shape == (3, 24, 7)
 
 
+@pytest.mark.parametrize("marks", [False, True])
+def test_itransformer_is_equivariant_to_permuting_variates(marks):
+    """iTransformer's defining property: each variate is a token, with no order among them."""
+    torch.manual_seed(0)
+    m = build_model("itransformer", n_vars=5, lookback=32, horizon=8, d_model=16, d_ff=16, n_heads=2).eval()
+    x, mk = torch.randn(2, 32, 5), (torch.randn(2, 32, 4) if marks else None)
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    torch.testing.assert_close(m(x[..., perm], mk), m(x, mk)[..., perm], rtol=1e-5, atol=1e-5)
+
+
 def test_revin_round_trip_and_scale_invariance():
     rev = RevIN(5, affine=True)
     x = 10 * torch.randn(4, 30, 5) + 3

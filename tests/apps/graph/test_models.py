@@ -106,11 +106,19 @@ def test_forward_learning_trains_layer_by_layer_without_backprop_across_layers(c
     pl.seed_everything(0, verbose=False)
     task = cls(cora.num_features, 7, hidden=32, layers=2, lr=0.01, epochs=15, patience=15)
     before = [p.clone() for p in task.layers[1].parameters()]
+    frozen = {}
+
+    class SnapshotLayer0(pl.Callback):  # layer 0 as it is when layer 1's phase starts
+        def on_train_epoch_start(self, trainer, module):
+            if module.phase == 1 and not frozen:
+                frozen.update({k: v.clone() for k, v in module.layers[0].state_dict().items()})
+
     tr = pl.Trainer(max_epochs=30, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                    enable_model_summary=False, num_sanity_val_steps=0)
+                    enable_model_summary=False, num_sanity_val_steps=0, callbacks=[SnapshotLayer0()])
     tr.fit(task, datamodule=cora)
     assert task.phase == 1 and int(task.n_active) == 2  # both layers trained, one after the other
     assert any(not torch.equal(a, b) for a, b in zip(before, task.layers[1].parameters()))
+    assert frozen and all(torch.equal(v, task.layers[0].state_dict()[k]) for k, v in frozen.items())  # untouched
     assert task.best_val > 0.3  # well above chance (1/7) after a few local epochs
 
 

@@ -20,16 +20,22 @@ def test_moe_with_one_expert_is_its_dense_ffn():
     assert float(moe.dropped) == 0.0
 
 
-def test_moe_uniform_router_reaches_the_balance_minimum():
+def test_moe_balanced_dispatch_reaches_the_balance_minimum_and_a_collapsed_one_does_not():
     moe = build_ffn("moe", 16, experts=4, top_k=1)
-    nn.init.zeros_(moe.router.weight)  # uniform probabilities
-    moe(torch.randn(64, 16))
-    assert float(moe.balance_loss) == pytest.approx(1.0)
-    assert float(moe.z_loss) == pytest.approx(torch.log(torch.tensor(4.0)).item() ** 2, rel=1e-5)
+    with torch.no_grad():  # nearly uniform probabilities, each token's favourite a different expert in turn
+        moe.router.weight.zero_()
+        moe.router.weight[:, :4] = 1e-3 * torch.eye(4)
+    x = torch.zeros(64, 16)
+    x[torch.arange(64), torch.arange(64) % 4] = 1.0
+    moe(x)
+    torch.testing.assert_close(moe.load, torch.full((4,), 0.25))  # the dispatch itself is balanced
+    assert float(moe.balance_loss) == pytest.approx(1.0, abs=1e-3)
+    assert float(moe.z_loss) == pytest.approx(torch.log(torch.tensor(4.0)).item() ** 2, rel=1e-3)
     with torch.no_grad():
-        moe.router.weight[0] += 3.0  # skew towards expert 0
-    moe(torch.randn(64, 16).abs())
-    assert float(moe.balance_loss) > 1.0
+        moe.router.weight[0, :4] += 5.0  # every token to expert 0
+    moe(x)
+    torch.testing.assert_close(moe.load, torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    assert float(moe.balance_loss) > 3.5  # near its maximum E = 4
 
 
 def test_moe_switch_gate_and_capacity_drops():

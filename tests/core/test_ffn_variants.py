@@ -220,3 +220,27 @@ def test_forward_passes_make_no_host_sync(monkeypatch):
         m(x)
     monkeypatch.undo()
     assert 0 < float(chess.sparsity) < 1 and 0 <= float(moe.dropped) < 1
+
+
+@pytest.mark.parametrize("seed", [0, 2, 4])
+@pytest.mark.parametrize("budget", [1.0, 0.5])
+def test_duo_oracle_search_finds_the_brute_force_optimum_on_a_tiny_case(seed, budget):
+    """2 Duo layers x 3 independent tokens: all 3^6 route assignments within the budget, against the search."""
+    import itertools
+
+    torch.manual_seed(seed)
+    model = Encoder(2, 8, mixer="none", ffn="duo", norm="pre", final_norm=False).eval()
+    x, target = torch.randn(1, 3, 8), torch.randn(1, 3, 8)
+    loss = lambda m: (m(x) - target).pow(2).mean(-1).flatten()  # noqa: E731
+    layers = [b.ffn for b in model.blocks]
+    _, best = oracle_routes(model, loss, budget=budget)
+    brute = float("inf")
+    with torch.no_grad():
+        for combo in itertools.product(range(3), repeat=6):
+            r = torch.tensor(combo).view(2, 1, 3)
+            if sum(torch.tensor(m.cost)[r[i]].sum() for i, m in enumerate(layers)) / 6 > budget + 1e-6:
+                continue
+            for i, m in enumerate(layers):
+                m.route = r[i]
+            brute = min(brute, float(loss(model).mean()))
+    assert float(best) == pytest.approx(brute, rel=1e-6)

@@ -127,6 +127,26 @@ def test_repa_reparam_equals_training_form_in_eval():
     torch.testing.assert_close(f(x), before, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_repa_reparam_inside_a_block_keeps_the_block_output(norm):
+    """In a pre-norm block the FFN sees LayerNorm output (the README's departure from RePaViT): folding must hold
+    there too, with the residual around it."""
+    torch.manual_seed(0)
+    blk = Block(24, mixer="attention", ffn="repa", hidden=96, norm=norm, heads=4, ffn_kw={"idle": 0.75})
+    opt = torch.optim.SGD(blk.parameters(), lr=0.05)
+    for _ in range(5):
+        loss = blk(3 * torch.randn(8, 10, 24) + 1).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    blk.eval()
+    x = 3 * torch.randn(4, 10, 24) + 1
+    before = blk(x)
+    reparam_model(blk)
+    assert blk.ffn.linear.weight.shape == (24, 24)
+    torch.testing.assert_close(blk(x), before, rtol=1e-5, atol=1e-5)
+
+
 # ------------------------------------------------------------------ CHESS
 def test_chess_threshold_zero_is_dense_and_calibration_hits_sparsity():
     f = build_ffn("chess", 16, hidden=32).eval()

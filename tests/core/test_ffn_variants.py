@@ -159,6 +159,19 @@ def test_chess_threshold_zero_is_dense_and_calibration_hits_sparsity():
     assert f.sparsity == pytest.approx(0.5, abs=0.05)
 
 
+def test_chess_without_gating_equals_its_masked_mlp_reference():
+    """gated=False: fc2(mask(act(fc1 x))) with mask = |act| >= the channel's calibrated threshold."""
+    torch.manual_seed(0)
+    f = build_ffn("chess", 16, hidden=32, gated=False).eval()
+    assert f.fc1.out_features == 32
+    x = torch.randn(50, 16)
+    torch.testing.assert_close(f(x), f.fc2(F.silu(f.fc1(x))))  # uncalibrated: dense
+    calibrate_chess(f, [torch.randn(300, 16)], sparsity=0.6)
+    a = F.silu(f.fc1(x))
+    torch.testing.assert_close(f(x), f.fc2(a * (a.abs() >= f.thresholds)))
+    assert 0.5 < float(f.sparsity) < 0.7
+
+
 # ------------------------------------------------------------------ Duo-LLM
 def test_duo_forced_routes_and_oracle_budget():
     f = build_ffn("duo", 8, hidden=32).eval()

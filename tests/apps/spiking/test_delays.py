@@ -164,3 +164,32 @@ def test_testing_and_serving_round_a_copy_not_the_trained_model():
     tested = task._test_model.synapses[0]
     assert tested.rounded and torch.equal(tested.position, before.round().clamp(0, 4))
     assert "_test_model" not in dict(task.named_modules())  # not saved in checkpoints
+
+
+def test_sigma_anneals_geometrically_then_holds_and_positions_stay_in_range():
+    """sigma: max_delay / 2 -> sigma_end over anneal_fraction of the epochs, geometric, then constant; positions
+    pushed out of range by a huge learning rate are clamped back to [0, max_delay - 1] after every step."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from apps.spiking.synthetic import delay_task
+
+    pl.seed_everything(0, verbose=False)
+    x, y = delay_task(64, steps=30, gap=8)
+    dl = DataLoader(TensorDataset(x, y), batch_size=32)
+    model = DelaySNN(x.shape[-1], 2, hidden=16, delays="learned", max_delay=8)
+    task = SpikeClassifier(model, lr_positions=1e3, sigma_end=0.5, anneal_fraction=0.5)
+    seen = []
+
+    class Record(pl.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            seen.append(float(module.model.synapses[0].sigma))
+
+    tr = pl.Trainer(max_epochs=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, callbacks=[Record()])
+    tr.fit(task, dl)
+    want = [4.0 * (0.5 / 4.0) ** min(1.0, e / 3) for e in range(6)]  # sigma0 = 8 / 2, 3 epochs of annealing
+    assert seen == pytest.approx(want, rel=1e-6)
+    for m in model.delay_layers():
+        p = m.position.detach()
+        assert float(p.min()) >= 0 and float(p.max()) <= 7
+        assert bool(((p == 0) | (p == 7)).any())  # the huge step did push some to the bounds

@@ -277,3 +277,23 @@ def test_duo_oracle_search_finds_the_brute_force_optimum_on_a_tiny_case(seed, bu
                 m.route = r[i]
             brute = min(brute, float(loss(model).mean()))
     assert float(best) == pytest.approx(brute, rel=1e-6)
+
+
+def test_duo_router_loss_is_cross_entropy_and_training_it_learns_the_target_routes():
+    torch.manual_seed(0)
+    f = build_ffn("duo", 8, hidden=32).eval()
+    x = torch.randn(64, 8)
+    target = (x[:, 0] > 0.5).long() * 2 + (x[:, 0].abs() <= 0.5).long()  # a route learnable from the input
+    f(x)
+    torch.testing.assert_close(f.router_loss(target), F.cross_entropy(f.router(x), target))
+    opt = torch.optim.Adam(f.router.parameters(), lr=0.05)
+    params = [p.clone() for p in (*f.big.parameters(), *f.small.parameters())]
+    for _ in range(300):
+        f(x)
+        loss = f.router_loss(target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    f(x)
+    assert float((f.last_route == target).float().mean()) > 0.9  # the served routes follow the target
+    assert all(torch.equal(a, b) for a, b in zip(params, (*f.big.parameters(), *f.small.parameters())))

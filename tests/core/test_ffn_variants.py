@@ -111,18 +111,25 @@ def test_guidance_schedule():
 
 
 # ------------------------------------------------------------------ RePaViT
-def test_repa_reparam_equals_training_form_in_eval():
-    f = build_ffn("repa", 24, hidden=96, idle=0.75)
-    opt = torch.optim.SGD(f.parameters(), lr=0.1)
-    for _ in range(5):  # non-trivial BatchNorm statistics and weights
-        loss = f(3 * torch.randn(8, 10, 24) + 1).pow(2).mean()
+def _trained_then_folded(m: nn.Module, lr: float):
+    """A few SGD steps (non-trivial BatchNorm statistics and weights), then eval; -> (x, output before folding),
+    with ``reparam_model(m)`` applied."""
+    opt = torch.optim.SGD(m.parameters(), lr=lr)
+    for _ in range(5):
+        loss = m(3 * torch.randn(8, 10, 24) + 1).pow(2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
-    f.eval()
+    m.eval()
     x = 3 * torch.randn(4, 10, 24) + 1
-    before = f(x)
-    reparam_model(f)
+    before = m(x)
+    reparam_model(m)
+    return x, before
+
+
+def test_repa_reparam_equals_training_form_in_eval():
+    f = build_ffn("repa", 24, hidden=96, idle=0.75)
+    x, before = _trained_then_folded(f, 0.1)
     assert f.fc1_active.out_features == 24 and f.linear.weight.shape == (24, 24)
     torch.testing.assert_close(f(x), before, rtol=1e-5, atol=1e-5)
 
@@ -133,16 +140,7 @@ def test_repa_reparam_inside_a_block_keeps_the_block_output(norm):
     there too, with the residual around it."""
     torch.manual_seed(0)
     blk = Block(24, mixer="attention", ffn="repa", hidden=96, norm=norm, heads=4, ffn_kw={"idle": 0.75})
-    opt = torch.optim.SGD(blk.parameters(), lr=0.05)
-    for _ in range(5):
-        loss = blk(3 * torch.randn(8, 10, 24) + 1).pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    blk.eval()
-    x = 3 * torch.randn(4, 10, 24) + 1
-    before = blk(x)
-    reparam_model(blk)
+    x, before = _trained_then_folded(blk, 0.05)
     assert blk.ffn.linear.weight.shape == (24, 24)
     torch.testing.assert_close(blk(x), before, rtol=1e-5, atol=1e-5)
 

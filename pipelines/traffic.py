@@ -85,7 +85,7 @@ class TrafficJob(Job):
 
     def figures(self, task, dm) -> dict:
         idx, prob = task.predictions
-        y = _labels_at(dm, idx)
+        y = dm.sets["test"]["y"][dm.positions("test", idx)]
         fig = confusion_figure(torch.as_tensor(y), torch.as_tensor(prob.argmax(1)), len(dm.class_names),
                                "test flows", dm.class_names)
         return {"confusion_test.png": fig}
@@ -103,11 +103,6 @@ class TrafficJob(Job):
         return (f"{cfg['model']['name']} on traffic ({cfg['data']['split']}, {cfg['data'].get('level', 'flow')} "
                 f"level): test macro-F1 {metrics['test_macro_f1']:.3f}, accuracy {metrics['test_acc']:.3f}; "
                 f"GBM on flow statistics {metrics['gbm_macro_f1']:.3f} / {metrics['gbm_acc']:.3f}")
-
-
-def _labels_at(dm, idx: np.ndarray) -> np.ndarray:
-    """Labels of the flows with dataset indices ``idx``."""
-    return dm.sets["test"]["y"][np.searchsorted(dm.sets["test"]["index"], idx)]
 
 
 if __name__ == "__main__":

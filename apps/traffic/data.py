@@ -18,7 +18,7 @@ import torch
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from torch.utils.data import DataLoader, TensorDataset
 
-from apps.traffic.features import SHORTCUTS, flow_stats, flow_tokens, stat_names
+from apps.traffic.features import SHORTCUTS, flow_stats, stack_tokens, stat_names
 from apps.traffic.flows import Flow, read_capture
 from apps.traffic.labels import FlowLabelTable, folder_label
 from apps.traffic.pcap import CaptureStats
@@ -156,9 +156,7 @@ class TrafficData(pl.LightningDataModule):
             take = [rng.choice(idx, max(1, round(len(idx) * self.label_fraction)), replace=False)
                     for c in range(len(self.class_names)) if len(idx := train[y[train] == c])]
             train = np.sort(np.concatenate(take))
-        tokens = [flow_tokens(f, **self.token_kw) for f in self.flows]
-        arrays = {"packets": np.stack([t[0] for t in tokens]), "bursts": np.stack([t[1] for t in tokens]),
-                  "flow": np.stack([t[2] for t in tokens]), "payload": np.stack([t[3] for t in tokens]),
+        arrays = {**stack_tokens(self.flows, **self.token_kw),
                   "stats": np.stack([flow_stats(f, self.unmask, self.burst_gap) for f in self.flows]),
                   "y": y, "group": group, "index": np.arange(len(y))}
         for name, idx in (("train", train), ("val", np.flatnonzero(part == 1)), ("test", np.flatnonzero(part == 0))):
@@ -210,9 +208,11 @@ class TrafficData(pl.LightningDataModule):
         return part
 
     def tokens_of(self, flows: list[Flow]) -> dict[str, torch.Tensor]:
-        t = [flow_tokens(f, **self.token_kw) for f in flows]
-        return {k: torch.from_numpy(np.stack([x[i] for x in t])) for i, k in
-                enumerate(("packets", "bursts", "flow", "payload"))}
+        return {k: torch.from_numpy(v) for k, v in stack_tokens(flows, **self.token_kw).items()}
+
+    def positions(self, split: str, idx) -> np.ndarray:
+        """Rows of ``sets[split]`` holding the flows with dataset indices ``idx`` (``index`` is sorted)."""
+        return np.searchsorted(self.sets[split]["index"], np.asarray(idx))
 
     def pretrain_flows(self) -> list[Flow]:
         """Every flow (labelled or not) of the captures that hold no validation or test flow."""

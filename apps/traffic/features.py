@@ -87,6 +87,15 @@ def flow_tokens(f: Flow, unmask=(), bursts: int = 12, burst_packets: int = 6, bu
     return pk, bm, flow, pay
 
 
+TOKEN_KEYS = ("packets", "bursts", "flow", "payload")
+
+
+def stack_tokens(flows: list[Flow], **token_kw) -> dict[str, np.ndarray]:
+    """:func:`flow_tokens` of every flow, stacked: ``TOKEN_KEYS`` -> int64 [N, ...]."""
+    t = [flow_tokens(f, **token_kw) for f in flows]
+    return {k: np.stack([x[i] for x in t]) for i, k in enumerate(TOKEN_KEYS)}
+
+
 def stat_names(unmask=()) -> list[str]:
     names = []
     for d in ("fwd", "bwd"):

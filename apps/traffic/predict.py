@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from apps.traffic.data import read_flows, resolve_captures
-from apps.traffic.features import flow_tokens
+from apps.traffic.features import TOKEN_KEYS, stack_tokens
 from apps.traffic.flows import Flow, FlowTable
 from apps.traffic.metrics import by_capture
 from core.datadir import DataError
@@ -60,8 +60,8 @@ class FlowPredictor:
     def proba(self, flows: list[Flow], batch: int = 512) -> np.ndarray:
         out = []
         for i in range(0, len(flows), batch):
-            t = [flow_tokens(f, **self.token_kw) for f in flows[i:i + batch]]
-            x = [torch.from_numpy(np.stack([z[k] for z in t])) for k in range(4)]
+            t = stack_tokens(flows[i:i + batch], **self.token_kw)
+            x = [torch.from_numpy(t[k]) for k in TOKEN_KEYS]
             out.append(self.task(*x).softmax(-1).numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)))
 

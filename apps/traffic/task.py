@@ -59,9 +59,8 @@ class FlowClassifier(pl.LightningModule):
 
     def _scores(self, split: str) -> dict:
         prob, y, idx = (torch.cat(t).numpy() for t in zip(*self._out))
-        group = self.trainer.datamodule.sets[split]["group"]
-        pos = {int(i): k for k, i in enumerate(self.trainer.datamodule.sets[split]["index"])}
-        g = group[[pos[int(i)] for i in idx]]
+        dm = self.trainer.datamodule
+        g = dm.sets[split]["group"][dm.positions(split, idx)]
         self.predictions = (idx, prob)
         return scores(y, prob, g, self.level)
 

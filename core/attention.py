@@ -2,9 +2,15 @@
 
 ``Attention(dim, heads)``: x[B, L, dim] -> [B, L, dim]; softmax(Q K^T / sqrt(d_head)) V with
 dropout on the attention weights, as iTransformer's ``FullAttention`` + ``AttentionLayer``.
+
+``context[B, Lc, dim]`` adds keys and values that are not queried (LAL, "attention-only" integration of another
+modality: the queries come from x, the keys and values from ``cat(context, x)``); ``context_mask[B, Lc]`` (bool,
+True = visible) hides its padding. ``attn_mask`` is SDPA's (bool True = attend, or additive), over x's keys or,
+with a context, over ``cat(context, x)``; ``causal`` applies to x's own keys only.
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -24,10 +30,27 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(dim, dim, bias=bias)
         self.out_proj = nn.Linear(dim, dim, bias=bias)
 
-    def forward(self, x, attn_mask=None):
+    def _heads(self, t):
+        return t.view(t.shape[0], t.shape[1], self.heads, -1).transpose(1, 2)
+
+    def forward(self, x, attn_mask=None, context=None, context_mask=None):
         b, n, d = x.shape
-        q, k, v = (p(x).view(b, n, self.heads, d // self.heads).transpose(1, 2)
-                   for p in (self.q_proj, self.k_proj, self.v_proj))
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=self.causal,
+        kv = x if context is None else torch.cat([context, x], 1)
+        q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(kv)), self._heads(self.v_proj(kv))
+        causal = self.causal
+        if context is not None and (causal or context_mask is not None):
+            m = k.new_ones(b, 1, n, kv.shape[1], dtype=torch.bool)
+            if causal:
+                m[..., context.shape[1]:] = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+            if context_mask is not None:
+                m[..., :context.shape[1]] &= context_mask[:, None, None, :]
+            attn_mask = m if attn_mask is None else m & attn_mask if attn_mask.dtype == torch.bool else \
+                attn_mask.masked_fill(~m, float("-inf"))
+            causal = False
+        elif attn_mask is not None and causal:
+            tri = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+            attn_mask = attn_mask & tri if attn_mask.dtype == torch.bool else attn_mask.masked_fill(~tri, float("-inf"))
+            causal = False
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal,
                                            dropout_p=self.attn_drop if self.training else 0.0)
         return self.out_proj(y.transpose(1, 2).reshape(b, n, d))

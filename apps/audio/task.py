@@ -1,0 +1,119 @@
+"""Training the audio LM in stages (PAL / LTU): 0 the LM alone with an oracle in the audio slot, 1 the connectors with
+the LM frozen, 2 everything.
+
+``AudioQATask(model, stage)``: cross-entropy of the answer word at ``<ans>``; predictions are restricted to answer
+words. ``val_loss`` is 1 - the macro mean over question types of the validation accuracy, so the checkpoint is
+chosen on the score that is tested. Test metrics: ``test_acc`` (macro over types, training templates),
+``test_acc_<type>``, ``test_acc_rephrased`` (the held-out wording, macro over types) and ``test_acc_blind`` (the
+same model with the audio removed, training templates).
+"""
+from __future__ import annotations
+
+import tempfile
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from apps.audio.questions import TYPES
+from core.ffn import collect_aux_loss
+
+
+def set_stage(model, stage: int) -> None:
+    """requires_grad for a stage: 1 trains ``model.connector_parameters()`` only; 0 and 2 train everything."""
+    for p in model.parameters():
+        p.requires_grad_(stage != 1)
+    if stage == 1:
+        for p in model.connector_parameters():
+            p.requires_grad_(True)
+
+
+def macro_by_type(correct: torch.Tensor, qtype: torch.Tensor) -> tuple[float, dict[str, float]]:
+    """-> (mean over the types present of their accuracy, type -> accuracy)."""
+    per = {TYPES[t]: correct[qtype == t].float().mean().item() for t in qtype.unique().tolist()}
+    return (sum(per.values()) / len(per) if per else float("nan")), per
+
+
+class AudioQATask(pl.LightningModule):
+    """Wraps an :class:`~apps.audio.models.AudioLM`.
+
+    Args:
+        lr: AdamW peak learning rate (one-cycle).
+        weight_decay: AdamW weight decay.
+    """
+
+    def __init__(self, model, answer_ids: list[int], stage: int = 2, lr: float = 1e-3, weight_decay: float = 0.01):
+        super().__init__()
+        self.model, self.stage, self.lr, self.weight_decay = model, stage, lr, weight_decay
+        mask = torch.full((model.head.out_features,), float("-inf"))
+        mask[answer_ids] = 0.0
+        self.register_buffer("answer_mask", mask)
+        self.reference: dict[str, float] = {}
+        set_stage(model, stage)
+
+    def forward(self, batch, blind: bool = False):
+        if self.stage == 0:
+            return self.model(batch["tokens"], oracle=batch["oracle"])
+        return self.model(batch["tokens"], None if blind else batch["audio"])
+
+    def training_step(self, batch, batch_idx):
+        loss = F.cross_entropy(self(batch), batch["answer"]) + collect_aux_loss(self.model)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["answer"]))
+        return loss
+
+    def predict_ids(self, batch, blind: bool = False) -> torch.Tensor:
+        return (self(batch, blind) + self.answer_mask).argmax(-1)
+
+    def on_validation_epoch_start(self):
+        self._out = []
+
+    def validation_step(self, batch, batch_idx):
+        self._out.append((self.predict_ids(batch) == batch["answer"], batch["qtype"]))
+
+    def on_validation_epoch_end(self):
+        correct, qtype = (torch.cat(t) for t in zip(*self._out))
+        acc, _ = macro_by_type(correct, qtype)
+        self.log("val_loss", 1.0 - acc, prog_bar=True)
+        self.log("val_acc", acc)
+
+    def on_test_epoch_start(self):
+        self._out = []
+
+    def test_step(self, batch, batch_idx):
+        self._out.append((self.predict_ids(batch) == batch["answer"], self.predict_ids(batch, True) == batch["answer"],
+                          batch["qtype"], batch["rephrased"]))
+
+    def on_test_epoch_end(self):
+        correct, blind, qtype, reph = (torch.cat(t) for t in zip(*self._out))
+        acc, per = macro_by_type(correct[~reph], qtype[~reph])
+        self.log("test_acc", acc)
+        for t, v in per.items():
+            self.log(f"test_acc_{t}", v)
+        self.log("test_acc_blind", macro_by_type(blind[~reph], qtype[~reph])[0])
+        if reph.any():
+            self.log("test_acc_rephrased", macro_by_type(correct[reph], qtype[reph])[0])
+        for k, v in self.reference.items():
+            self.log(k, v)
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW([p for p in self.parameters() if p.requires_grad], lr=self.lr,
+                                weight_decay=self.weight_decay)
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=steps, pct_start=0.1)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def fit_stage(model, dm, stage: int, epochs: int, lr: float, answer_ids: list[int]) -> float:
+    """Train ``model`` in place for one stage (best validation epoch kept); -> its validation accuracy."""
+    if epochs <= 0:
+        return float("nan")
+    task = AudioQATask(model, answer_ids, stage=stage, lr=lr)
+    with tempfile.TemporaryDirectory() as d:
+        ckpt = pl.callbacks.ModelCheckpoint(dirpath=d, monitor="val_loss", mode="min", save_top_k=1)
+        tr = pl.Trainer(max_epochs=epochs, logger=False, callbacks=[ckpt], enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=d, accelerator="cpu")
+        tr.fit(task, datamodule=dm)
+        best = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+    task.load_state_dict(best)
+    set_stage(model, 2)
+    return 1.0 - float(ckpt.best_model_score)

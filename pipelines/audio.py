@@ -1,0 +1,101 @@
+"""``python -m pipelines.audio``: a small decoder LM answering questions about spoken digits (FSDD) from frozen
+audio encoders, the audio entering by LAL (attention-only) by default -- the PAL study's setting.
+
+Training in stages: 0 the LM with an oracle in the audio slot (``model.stage0_epochs``), 1 the connectors with the
+LM frozen (``model.stage1_epochs``), 2 everything (the runner's ``trainer.max_epochs``, at ``optim.lr``).
+
+    python -m pipelines.audio --model.integration plits               # audio tokens prepended (LLaVA / LTU)
+    python -m pipelines.audio --model.integration pal --model.start 2  # delayed PAL
+    python -m pipelines.audio --data.encoders mel,ge2e,crepe           # an ensemble of encoders
+    python -m pipelines.audio --data.split speaker:theo               # a speaker never heard in training
+    python -m pipelines.audio --model.ffn swiglu
+"""
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+import torch
+
+from apps.audio.data import AudioQA
+from apps.audio.models import CONNECTORS, INTEGRATIONS, AudioLM
+from apps.audio.predict import AudioQAPredictor
+from apps.audio.questions import TYPES
+from apps.audio.task import AudioQATask, fit_stage, macro_by_type
+from core.datadir import data_dir
+from pipelines.options import Param, Section, ffn_choices, ffn_section
+from pipelines.runner import Job, main
+
+
+class AudioJob(Job):
+    app = "audio"
+    defaults = {
+        "data": {"encoders": ["mel", "ge2e"], "split": "official"},
+        "model": {"integration": "lal", "connector": "mlp", "stage0_epochs": 3, "stage1_epochs": 3},
+        "optim": {"lr": 3e-4, "weight_decay": 0.01},
+        "trainer": {"max_epochs": 6, "patience": 3},
+    }
+    shortcuts = {"integration": "model.integration", "encoders": "data.encoders", "split": "data.split",
+                 "epochs": "trainer.max_epochs", "ffn": "model.ffn", "lr": "optim.lr"}
+
+    def sections(self, cfg: dict) -> dict[str, Section]:
+        return {
+            "data": Section(AudioQA, skip=("seed",), help="questions about FSDD clips (apps.audio.data.AudioQA)"),
+            "model": Section(AudioLM, skip=("vocab", "feature_dims"),
+                             extra=(Param("stage0_epochs", int, 3, "epochs of the LM alone, an oracle in the "
+                                          "audio slot (0: skip)"),
+                                    Param("stage1_epochs", int, 3, "epochs of the connectors with the LM frozen "
+                                          "(0: skip)")),
+                             choices={**ffn_choices(), "integration": INTEGRATIONS, "connector": CONNECTORS},
+                             nested={"ffn_kw": ffn_section}, help="decoder LM + connectors (apps.audio.models)"),
+            "optim": Section(AudioQATask, skip=("model", "answer_ids", "stage"), help="AdamW, one-cycle (stage 2)"),
+        }
+
+    def build(self, cfg: dict):
+        dm = AudioQA(seed=cfg["seed"], **cfg["data"])
+        dm.setup()
+        kw = {k: v for k, v in cfg["model"].items() if not k.startswith("stage")}
+        model = AudioLM(len(dm.vocab), dm.feature_dims(), **kw)
+        model.set_feature_stats(dm.feature_stats())
+        answers = dm.vocab.answers
+        ref = {"stage0_val_acc": fit_stage(model, dm, 0, cfg["model"]["stage0_epochs"], 1e-3, answers),
+               "stage1_val_acc": fit_stage(model, dm, 1, cfg["model"]["stage1_epochs"], 1e-3, answers)}
+        task = AudioQATask(model, answers, stage=2, **cfg["optim"])
+        task.reference = {k: v for k, v in ref.items() if v == v}
+        return dm, task
+
+    def predictor(self, task, dm, cfg):
+        return AudioQAPredictor(task.model, dm.encoders)
+
+    def input_example(self, dm):
+        folder = data_dir() / "audio" / "fsdd" / "recordings"
+        return pd.DataFrame({"path": [str(folder / "7_theo_0.wav"), str(folder / "2_george_1.wav")],
+                             "question": ["which digit is spoken ?", "is the speaker loud ?"]})
+
+    def data_params(self, dm) -> dict:
+        return {f"data.{k}": v for k, v in dm.fingerprint().items()}
+
+    score_name = "test_error"
+
+    def score(self, predictor, dm) -> float:
+        """1 - the macro accuracy over question types on ``dm``'s held-out questions (training templates)."""
+        right, types = [], []
+        with torch.no_grad():
+            for b in dm.test_dataloader():
+                keep = ~b["rephrased"]
+                ids = (predictor.model(b["tokens"], b["audio"])[:, predictor.vocab.answers]).argmax(-1)
+                pred = torch.tensor(predictor.vocab.answers)[ids]
+                right.append((pred == b["answer"])[keep])
+                types.append(b["qtype"][keep])
+        return 1.0 - macro_by_type(torch.cat(right), torch.cat(types))[0]
+
+    def report(self, metrics: dict, cfg: dict) -> str:
+        per = ", ".join(f"{t} {metrics[f'test_acc_{t}']:.2f}" for t in TYPES if f"test_acc_{t}" in metrics)
+        return (f"{cfg['model']['integration']} (start {cfg['model'].get('start', 0)}) on "
+                f"{'+'.join(cfg['data']['encoders'])}, {cfg['data']['split']}: test accuracy (macro over types) "
+                f"{metrics['test_acc']:.3f}, blind {metrics['test_acc_blind']:.3f}, rephrased "
+                f"{metrics.get('test_acc_rephrased', float('nan')):.3f}\n  {per}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(AudioJob()))

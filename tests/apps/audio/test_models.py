@@ -1,0 +1,110 @@
+"""The integrations do what PAL defines: LAL's audio never reaches an FFN, delayed layers never see audio, Flamingo's
+gates start closed, padding is invisible, and stage 1 trains the connectors only."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from apps.audio.models import INTEGRATIONS, AudioLM
+from apps.audio.task import set_stage
+
+DIMS = {"mel": 40, "ge2e": 256}
+
+
+def _batch(b=3, t=30, nt=7):
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(4, 50, (b, nt), generator=g)
+    tokens[0, -2:] = 0  # a shorter question, right-padded
+    tokens[0, -3] = 3
+    audio = {n: (torch.randn(b, t, d, generator=g), torch.arange(t) < torch.tensor([[t], [t - 9], [12]]))
+             for n, d in DIMS.items()}
+    return tokens, audio
+
+
+def _model(integration, open_gates=True, **kw):
+    torch.manual_seed(0)
+    m = AudioLM(60, DIMS, integration=integration, dim=32, depth=4, heads=4, drop=0.0, **kw).eval()
+    with torch.no_grad():
+        for x in m.xattn.values():  # Flamingo's gates start closed: open them to see the audio's effect
+            x.gate_attn.fill_(float(open_gates))
+            x.gate_ffn.fill_(float(open_gates))
+    return m
+
+
+@pytest.mark.parametrize("integration", INTEGRATIONS)
+@pytest.mark.parametrize("connector", ["mlp", "resampler"])
+def test_padded_audio_frames_change_nothing(integration, connector):
+    m = _model(integration, connector=connector)
+    tokens, audio = _batch()
+    y = m(tokens, audio)
+    x, mask = audio["mel"]
+    x2 = x.clone()
+    x2[~mask] = 100.0
+    torch.testing.assert_close(m(tokens, {**audio, "mel": (x2, mask)}), y)
+    x2[1, 0] += 3.0  # a visible frame does change the answer
+    assert not torch.allclose(m(tokens, {**audio, "mel": (x2, mask)})[1], y[1])
+
+
+@pytest.mark.parametrize("integration", INTEGRATIONS)
+def test_delayed_integration_leaves_the_first_layers_text_only(integration):
+    m = _model(integration, start=2)
+    tokens, audio = _batch()
+    with_audio, blind = [], []
+    m(tokens, audio, hidden=with_audio)
+    m(tokens, None, hidden=blind)
+    for i in range(2):
+        torch.testing.assert_close(with_audio[i], blind[i])
+    assert not torch.allclose(with_audio[3], blind[3])
+
+
+@pytest.mark.parametrize("integration,audio_through_ffn", [("plits", True), ("lal", False), ("pal", True),
+                                                          ("xattn", False)])
+def test_only_plits_and_pals_summary_tokens_pass_through_the_lms_ffns(integration, audio_through_ffn):
+    m = _model(integration)
+    tokens, audio = _batch()
+    seen = []
+    h = m.blocks[1].ffn.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[1]))
+    m(tokens, audio)
+    h.remove()
+    extra = seen[0] - tokens.shape[1]
+    assert (extra > 0) == audio_through_ffn
+    if integration == "pal":
+        assert extra == 2 * m.summaries["mel"].latents.shape[0]  # the summary tokens only, not the sequence
+
+
+def test_flamingo_gates_start_closed_so_the_untrained_model_equals_the_blind_one():
+    m = _model("xattn", open_gates=False)
+    tokens, audio = _batch()
+    torch.testing.assert_close(m(tokens, audio), m(tokens, None))
+    with torch.no_grad():
+        m.xattn["1"].gate_attn.fill_(0.5)
+    assert not torch.allclose(m(tokens, audio), m(tokens, None))
+
+
+@pytest.mark.parametrize("integration", ["plits", "lal"])
+def test_text_is_causal_and_the_answer_is_read_at_ans(integration):
+    m = _model(integration)
+    tokens, audio = _batch()
+    hidden = []
+    m(tokens, audio, hidden=hidden)
+    t2 = tokens.clone()
+    t2[1:, -1] = 5
+    hidden2 = []
+    m(t2, audio, hidden=hidden2)
+    torch.testing.assert_close(hidden2[-1][:, :-1], hidden[-1][:, :-1])  # no position sees a later one
+    one = {n: (x[:1], mk[:1]) for n, (x, mk) in audio.items()}  # row 0 ends earlier: read at its <ans>, not at a pad
+    torch.testing.assert_close(m(tokens[:1, :-2], one)[0], m(tokens, audio)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_stage_one_trains_the_connectors_and_leaves_the_lm_alone():
+    m = _model("lal")
+    m.train()
+    set_stage(m, 1)
+    tokens, audio = _batch()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1)
+    F.cross_entropy(m(tokens, audio), torch.tensor([5, 6, 7])).backward()
+    opt.step()
+    after = m.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("connectors.", "lal.", "kind")) for k in changed), changed
+    assert any(k.startswith("connectors.") for k in changed) and any(k.startswith("lal.") for k in changed)

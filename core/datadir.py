@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,3 +66,23 @@ def fetch(remote: RemoteFile, root: Path | None = None, timeout: float = 30.0) -
         raise DataError(f"{remote.url}: sha256 {got} does not match the expected {remote.sha256}")
     tmp.replace(path)
     return path
+
+
+FSDD_NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
+
+
+def fsdd_files(folder: Path) -> list[tuple[Path, int, str, int]]:
+    """(path, digit, speaker, index) for every wav of the Free Spoken Digit Dataset's recordings folder (its file
+    naming, read by the spiking and the audio apps); a name outside the pattern is an error."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: FSDD recordings folder not found (expected {{digit}}_{{speaker}}_{{index}}.wav "
+                        f"files; see ../shared/data/audio/fsdd/SOURCES.md)")
+    out = []
+    for p in sorted(folder.glob("*.wav")):
+        m = FSDD_NAME.match(p.name)
+        if not m:
+            raise DataError(f"{p}: file name is not {{digit}}_{{speaker}}_{{index}}.wav")
+        out.append((p, int(m[1]), m[2], int(m[3])))
+    if not out:
+        raise DataError(f"{folder}: no .wav files")
+    return out

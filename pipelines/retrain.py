@@ -33,13 +33,14 @@ LOCKED = 3
 
 def jobs() -> dict:
     from pipelines.ais import AISJob
+    from pipelines.audio import AudioJob
     from pipelines.forecast import ForecastJob
     from pipelines.graph import GraphJob
     from pipelines.spiking import SpikingJob
     from pipelines.traffic import TrafficJob
 
     return {"forecast": ForecastJob, "ais": AISJob, "graph": GraphJob, "spiking": SpikingJob,
-            "traffic": TrafficJob}
+            "traffic": TrafficJob, "audio": AudioJob}
 
 
 class Locked(RuntimeError):

@@ -30,8 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from apps.audio.encoders import build_encoder, encode_waves
 from apps.audio.questions import (ANS, BOS, DIGITS, MULTI_TYPES, ORDINALS, PAD, SINGLE_TYPES, SPEAKERS, TEMPLATES, TYPES,
                                   Vocab, answer, oracle_words)
-from apps.spiking.data import fsdd_files
-from core.datadir import DataError, cache_dir, data_dir
+from core.datadir import DataError, cache_dir, data_dir, fsdd_files
 
 log = logging.getLogger(__name__)
 SAMPLE_RATE = 8000

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
@@ -22,26 +21,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from apps.spiking.encode import SpikeEncoder, read_wav
 from apps.spiking.synthetic import delay_task
-from core.datadir import DataError, cache_dir, data_dir
+from core.datadir import DataError, cache_dir, data_dir, fsdd_files
 
 log = logging.getLogger(__name__)
-FSDD_NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
-
-
-def fsdd_files(folder: Path) -> list[tuple[Path, int, str, int]]:
-    """(path, digit, speaker, index) for every wav; a name outside the FSDD pattern is an error."""
-    if not folder.is_dir():
-        raise DataError(f"{folder}: FSDD recordings folder not found (expected {{digit}}_{{speaker}}_{{index}}.wav "
-                        f"files; see ../shared/data/audio/fsdd/SOURCES.md)")
-    out = []
-    for p in sorted(folder.glob("*.wav")):
-        m = FSDD_NAME.match(p.name)
-        if not m:
-            raise DataError(f"{p}: file name is not {{digit}}_{{speaker}}_{{index}}.wav")
-        out.append((p, int(m[1]), m[2], int(m[3])))
-    if not out:
-        raise DataError(f"{folder}: no .wav files")
-    return out
 
 
 def encode_fsdd(folder: Path, enc: SpikeEncoder) -> dict:

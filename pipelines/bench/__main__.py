@@ -1,4 +1,4 @@
-"""``python -m pipelines.bench <area> [options]``; areas: forecast, ssm, ffn, graph, spiking, ais, traffic,
+"""``python -m pipelines.bench <area> [options]``; areas: forecast, ssm, ffn, graph, spiking, ais, traffic, audio,
 reliability."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 AREAS = {"forecast": "pipelines.bench.forecast", "ssm": "pipelines.bench.ssm", "ffn": "pipelines.bench.ffn",
          "graph": "pipelines.bench.graph", "spiking": "pipelines.bench.spiking", "ais": "pipelines.bench.ais",
-         "traffic": "pipelines.bench.traffic",
+         "traffic": "pipelines.bench.traffic", "audio": "pipelines.bench.audio",
          "reliability": "pipelines.bench.reliability"}
 
 

@@ -106,3 +106,14 @@ def test_traffic_bench_quick_folds_and_parse():
         assert 0 < float(rows[name][0]) <= 1, rows[name]  # one fold: a number, no spread
     ours, ref = rows["ours: captures -> flows"], rows["dpkt: Reader + link-layer objects"]
     assert ours[0] == ref[0] and int(ours[0]) > 150_000 and float(ours[3]) > 0  # same packets, a measured ratio
+
+
+def test_audio_bench_cost_lal_saves_activations_that_plits_keeps():
+    res = _bench("audio", "--quick", "--sections", "cost", "--reps", "1", "--tokens", "16", "128")
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [[c.strip() for c in ln.split("|")[1:-1]] for ln in res.stdout.splitlines() if ln.startswith("| ")]
+    mem = {(r[0], r[1]): float(r[5]) for r in rows[1:]}
+    for na in ("16", "128"):  # LAL's audio is keys and values only: no FFN, no residual stream to keep
+        assert mem[(na, "LAL")] < mem[(na, "PAL")] < mem[(na, "PLITS")]
+    ratio = {na: mem[(na, "PLITS")] / mem[(na, "LAL")] for na in ("16", "128")}
+    assert ratio["128"] > ratio["16"] and ratio["128"] > 2.5  # and the saving grows with the audio length

@@ -1,0 +1,163 @@
+"""``python -m pipelines.bench audio``: how the audio enters the LM (PAL, arXiv 2506.10423), on the FSDD question set.
+
+Sections (every model trained by the job's code path -- stage 0 with the oracle, stage 1 connectors only, stage 2
+everything -- and tested at its best validation epoch; no MLflow run per model):
+- ``integration``: PLITS, delayed PLITS, LAL, delayed LAL, PAL, gated cross-attention on the same encoders; test
+  accuracy per question type and its macro mean, the blind floor (same model, audio removed) and the rephrased
+  templates; mean ± std over seeds.
+- ``encoders``: LAL on each encoder alone and on all of them together (the ensemble).
+- ``cost``: one training step (forward + backward) of the job's LM for PLITS, LAL and PAL at 32, 128 and 512 audio
+  tokens and 12 text tokens, batch 16, interleaved in one process after a warm-up; memory = bytes of the tensors
+  autograd saves for the backward pass (the activations, which set a training step's peak).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import pytorch_lightning as pl
+import torch
+
+from apps.audio.data import AudioQA
+from apps.audio.models import AudioLM
+from apps.audio.questions import TYPES
+from apps.audio.task import AudioQATask, fit_stage
+from core.datadir import fsdd_files
+from core.datadir import data_dir
+from pipelines.bench.sections import add_common, bench_main, check_sections
+from pipelines.bench.table import markdown, mean_std
+
+SECTIONS = ("integration", "encoders", "cost")
+METHODS = {"PLITS": ("plits", 0), "PLITS, delayed (layer 2)": ("plits", 2), "LAL": ("lal", 0),
+           "LAL, delayed (layer 2)": ("lal", 2), "PAL": ("pal", 0), "gated cross-attention": ("xattn", 0)}
+
+
+def train_and_test(dm: AudioQA, a, seed: int, **model_kw) -> dict:
+    """The job's three stages on ``dm``; -> test metrics of the best validation epoch."""
+    pl.seed_everything(seed, verbose=False)
+    model = AudioLM(len(dm.vocab), dm.feature_dims(), dim=a.dim, **model_kw)
+    model.set_feature_stats(dm.feature_stats())
+    ans = dm.vocab.answers
+    fit_stage(model, dm, 0, a.stage_epochs[0], 1e-3, ans)
+    fit_stage(model, dm, 1, a.stage_epochs[1], 1e-3, ans)
+    task = AudioQATask(model, ans, stage=2, lr=3e-4)
+    with tempfile.TemporaryDirectory() as d:
+        ckpt = pl.callbacks.ModelCheckpoint(monitor="val_loss", mode="min", save_top_k=1, dirpath=d)
+        tr = pl.Trainer(max_epochs=a.stage_epochs[2], logger=False, callbacks=[ckpt], enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=d, accelerator="cpu")
+        tr.fit(task, datamodule=dm)
+        return tr.test(task, datamodule=dm, ckpt_path="best", verbose=False)[0]
+
+
+def _data(a, encoders: list[str]) -> AudioQA:
+    key = tuple(encoders)
+    if key not in a.cache:
+        a.cache[key] = AudioQA(encoders=encoders, subset=a.subset)
+        a.cache[key].setup()
+    return a.cache[key]
+
+
+def _rows(a, runs: dict[str, list[dict]]) -> list[list[str]]:
+    cols = ["test_acc", "test_acc_blind", "test_acc_rephrased"] + [f"test_acc_{t}" for t in TYPES]
+    return [[n] + [mean_std([r[c] for r in rs], 3) for c in cols] for n, rs in runs.items()]
+
+
+def _header(first: str) -> list[str]:
+    return [first, "macro", "blind", "rephrased"] + list(TYPES)
+
+
+def _note(a, encoders) -> str:
+    return (f"\n\nTest accuracy, mean ± std over seeds {a.seeds}; encoders {'+'.join(encoders)}; FSDD official split "
+            f"({'all recordings' if not a.subset else f'{a.subset} per digit and speaker'}); LM width {a.dim}, "
+            f"4 layers; stage epochs {a.stage_epochs} (oracle LM, connectors, all); blind = the same model with the "
+            f"audio removed; rephrased = the held-out template of each type (macro).")
+
+
+def integration(a) -> str:
+    dm = _data(a, a.encoders)
+    runs = {}
+    for name, (integ, start) in METHODS.items():
+        runs[name] = [train_and_test(dm, a, s, integration=integ, start=start) for s in a.seeds]
+        print(f"{name}: " + ", ".join(f"{r['test_acc']:.3f}" for r in runs[name]), flush=True)
+    return markdown(_header("integration"), _rows(a, runs)) + _note(a, a.encoders)
+
+
+def encoders(a) -> str:
+    runs = {}
+    for enc in a.encoders + ["+".join(a.encoders)]:
+        dm = _data(a, enc.split("+"))
+        runs[f"LAL on {enc}"] = [train_and_test(dm, a, s, integration="lal") for s in a.seeds]
+        print(f"{enc}: " + ", ".join(f"{r['test_acc']:.3f}" for r in runs[f"LAL on {enc}"]), flush=True)
+    return markdown(_header("encoders"), _rows(a, runs)) + _note(a, a.encoders)
+
+
+def _activation_bytes(fn) -> int:
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total
+
+
+def cost(a) -> str:
+    g = torch.Generator().manual_seed(0)
+    b, nt, d = 16, 12, 40
+    tokens = torch.randint(4, 60, (b, nt), generator=g)
+    models = {n: AudioLM(75, {"mel": d}, integration=n, dim=a.dim, stride=1, drop=0.0) for n in ("plits", "lal",
+                                                                                                 "pal")}
+    rows = []
+    for na in a.tokens:
+        audio = {"mel": (torch.randn(b, na, d, generator=g), torch.ones(b, na, dtype=torch.bool))}
+        steps = {n: (lambda m=m: m(tokens, audio).logsumexp(-1).sum().backward()) for n, m in models.items()}
+        mem = {n: _activation_bytes(f) for n, f in steps.items()}
+        for f in steps.values():  # warm-up
+            f()
+        times: dict[str, list[float]] = {n: [] for n in steps}
+        for _ in range(a.reps):
+            for n, f in steps.items():
+                t = time.perf_counter()
+                f()
+                times[n].append(time.perf_counter() - t)
+        med = {n: statistics.median(v) for n, v in times.items()}
+        for n in steps:
+            rows.append([na, n.upper(), f"{1000 * med[n]:.1f}", f"{b / med[n]:,.0f}", f"{med['plits'] / med[n]:.2f}",
+                         f"{mem[n] / 2 ** 20:.1f}", f"{mem[n] / mem['plits']:.2f}"])
+    return markdown(["audio tokens", "integration", "ms / step", "examples / s", "throughput vs PLITS",
+                     "activation MB", "memory vs PLITS"], rows) + (
+        f"\n\nOne training step (forward + backward) of the LM (width {a.dim}, 4 layers, MLP connector with stride "
+        f"1 so the audio tokens are as stated), batch {b}, {nt} text tokens, {a.reps} interleaved repetitions after "
+        f"a warm-up, median; {torch.get_num_threads()} threads. Memory: the tensors autograd saves for backward.")
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="python -m pipelines.bench audio", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="2 recordings per digit and speaker, 1 seed, 1 epoch a "
+                                                         "stage, 3 timing reps")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--encoders", nargs="+", default=["mel", "ge2e"])
+    ap.add_argument("--stage_epochs", nargs=3, type=int, default=[3, 3, 6])
+    ap.add_argument("--subset", type=int, default=0, help="recordings per digit and speaker (0: all)")
+    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--tokens", nargs="+", type=int, default=[32, 128, 512], help="audio tokens (cost)")
+    add_common(ap, SECTIONS)
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.subset, a.seeds, a.stage_epochs, a.reps = 2, a.seeds[:1], [1, 1, 1], 3
+    a.cache = {}
+    return check_sections(ap, a, SECTIONS)
+
+
+def main(argv: list[str]) -> int:
+    a = parse_args(argv)
+    params = {"sections": ",".join(a.sections), "seeds": ",".join(map(str, a.seeds)),
+              "encoders": ",".join(a.encoders), "stage_epochs": ",".join(map(str, a.stage_epochs)),
+              "subset": a.subset, "dim": a.dim}
+    return bench_main("audio", a, {s: globals()[s] for s in SECTIONS},
+                      lambda: fsdd_files(data_dir() / "audio" / "fsdd" / "recordings"), params)

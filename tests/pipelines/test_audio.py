@@ -1,0 +1,70 @@
+"""End to end on real FSDD clips: the audio pipeline's staged training, run metrics, registered model answering
+questions about wav files (any question), retrain scoring, and bad input."""
+import os
+import shutil
+import subprocess
+import sys
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from apps.audio.questions import TYPES
+from pipelines import tracking
+from pipelines.audio import AudioJob
+from pipelines.runner import run
+
+pytestmark = pytest.mark.slow
+
+FAST = ["--data.subset", "3", "--data.encoders", "mel", "--model.dim", "32", "--model.depth", "2",
+        "--model.stage0_epochs", "2", "--model.stage1_epochs", "1", "--trainer.max_epochs", "2",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+def _runs():
+    c = MlflowClient(tracking.tracking_uri())
+    exp = c.get_experiment_by_name("audio")
+    return [] if exp is None else c.search_runs([exp.experiment_id])
+
+
+def test_pipeline_logs_per_type_blind_and_rephrased_accuracy_and_a_model_that_answers(tmp_path, data_root):
+    result = run(AudioJob(), FAST)
+    (r,) = _runs()
+    assert r.info.status == "FINISHED"
+    m = r.data.metrics
+    assert {"test_acc", "test_acc_blind", "test_acc_rephrased", "stage0_val_acc", "stage1_val_acc"} <= set(m)
+    assert {f"test_acc_{t}" for t in TYPES} <= set(m)
+    assert 0 <= m["test_acc_blind"] <= 1 and 0 < m["test_acc"] <= 1
+    assert 0 < m["stage0_val_acc"] <= 1 and 0 < m["stage1_val_acc"] <= 1  # both stages ran and were validated
+    assert r.data.params["data.encoders"] == "mel" and int(r.data.params["data.train_questions"]) > 100
+    rec = data_root / "audio" / "fsdd" / "recordings"
+    model = mlflow.pyfunc.load_model("models:/audio@champion")
+    df = pd.DataFrame({"path": [str(rec / "7_theo_0.wav"), str(rec / "2_george_1.wav"), str(rec / "4_lucas_2.wav")],
+                       "question": ["which digit is spoken ?", "who is speaking ?", "what colour is the sky ?"]})
+    out = model.predict(df)
+    vocab = model.unwrap_python_model().predictor.vocab
+    assert list(out.columns) == ["path", "question", "answer", "probability"] and len(out) == 3
+    assert all(a in {vocab.itos[i] for i in vocab.answers} for a in out.answer)  # an unknown question: an answer
+    assert out.probability.between(0, 1).all()
+    csv = tmp_path / "questions.csv"
+    df.to_csv(csv, index=False)
+    res = subprocess.run([sys.executable, "-m", "pipelines.predict", "models:/audio@champion", str(csv), "-o",
+                          str(tmp_path / "answers.csv")], capture_output=True, text=True, env=dict(os.environ),
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert pd.read_csv(tmp_path / "answers.csv").answer.tolist() == out.answer.tolist()
+    score = AudioJob().score(model.unwrap_python_model().predictor, result.datamodule)
+    assert score == pytest.approx(1 - m["test_acc"], abs=1e-6)
+
+
+def test_a_corrupt_wav_is_one_error_line_exit_2_and_no_run(tmp_path, data_root):
+    rec = tmp_path / "audio" / "fsdd" / "recordings"
+    rec.mkdir(parents=True)
+    for f in sorted((data_root / "audio" / "fsdd" / "recordings").glob("*_1?.wav"))[:40]:
+        shutil.copy(f, rec / f.name)
+    (rec / "5_theo_3.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    res = subprocess.run([sys.executable, "-m", "pipelines.audio", *FAST], capture_output=True, text=True,
+                         env={**os.environ, "FFN_DATA_DIR": str(tmp_path)}, timeout=600)
+    assert res.returncode == 2 and "5_theo_3.wav: not a readable audio file" in res.stderr, res.stderr[-1500:]
+    assert "Traceback" not in res.stderr and _runs() == []

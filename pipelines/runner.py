@@ -54,6 +54,7 @@ class Job:
     app: str = ""
     defaults: dict = {}
     shortcuts: dict[str, str] = {}
+    requirements: tuple[str, ...] = ()  # packages the logged model needs beyond torch / pandas / mlflow
 
     def resolve(self, user: dict) -> dict:
         """Defaults (+ presets) merged under the user's config."""
@@ -272,7 +273,7 @@ def _log_and_register(job, task, dm, cfg, run_id, metrics, client, data_params: 
             plt.close(fig)
         info = mlflow.pyfunc.log_model(name="model", python_model=PredictorModel(predictor), input_example=example,
                                        signature=job.signature(example, predictor.predict(example)),
-                                       pip_requirements=requirements())
+                                       pip_requirements=requirements(job.requirements))
         result = Result(run_id, metrics, info.model_uri, config=cfg, datamodule=dm)
         if mcfg["register"]:
             name = mcfg["model_name"] or job.app

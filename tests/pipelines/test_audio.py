@@ -17,8 +17,8 @@ from pipelines.runner import run
 
 pytestmark = pytest.mark.slow
 
-FAST = ["--data.subset", "3", "--data.encoders", "mel", "--model.dim", "32", "--model.depth", "2",
-        "--model.stage0_epochs", "2", "--model.stage1_epochs", "1", "--trainer.max_epochs", "2",
+FAST = ["--data.subset", "2", "--data.encoders", "mel", "--model.dim", "32", "--model.depth", "2",
+        "--model.stage0_epochs", "1", "--model.stage1_epochs", "1", "--trainer.max_epochs", "2",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 

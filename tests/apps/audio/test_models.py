@@ -42,6 +42,9 @@ def test_padded_audio_frames_change_nothing(integration, connector):
     torch.testing.assert_close(m(tokens, {**audio, "mel": (x2, mask)}), y)
     x2[1, 0] += 3.0  # a visible frame does change the answer
     assert not torch.allclose(m(tokens, {**audio, "mel": (x2, mask)})[1], y[1])
+    alone = {n: (x[2:, :12], mk[2:, :12]) for n, (x, mk) in audio.items()}  # row 2 has 12 frames: no padding
+    if connector == "mlp":  # (a resampler reads all frames into fixed latents; its mask is checked above)
+        torch.testing.assert_close(m(tokens[2:], alone)[0], y[2], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("integration", INTEGRATIONS)
@@ -108,3 +111,14 @@ def test_stage_one_trains_the_connectors_and_leaves_the_lm_alone():
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith(("connectors.", "lal.", "kind")) for k in changed), changed
     assert any(k.startswith("connectors.") for k in changed) and any(k.startswith("lal.") for k in changed)
+
+
+def test_the_connector_keeps_the_level_a_layernorm_would_erase():
+    from apps.audio.models import MLPConnector
+
+    torch.manual_seed(0)
+    c = MLPConnector(40, 32, stride=2)
+    c.norm.set_(torch.full((40,), -6.0), torch.full((40,), 2.0))  # training-split statistics
+    x, m = torch.randn(1, 10, 40), torch.ones(1, 10, dtype=torch.bool)
+    quiet = x + 2 * torch.log(torch.tensor(0.1))  # log-mel power of the same clip at gain 0.1
+    assert (c(x, m)[0] - c(quiet, m)[0]).abs().max() > 1e-2  # loud / quiet questions need this difference

@@ -6,6 +6,8 @@ everything -- and tested at its best validation epoch; no MLflow run per model):
   accuracy per question type and its macro mean, the blind floor (same model, audio removed) and the rephrased
   templates; mean ± std over seeds.
 - ``encoders``: LAL on each encoder alone and on all of them together (the ensemble).
+- ``probes``: PLITS and LAL (first seed): per layer, linear-probe test accuracy of digit, speaker and loudness
+  from the text state at ``<ans>``, and the share of that query's attention on audio keys; a figure on the run.
 - ``cost``: one training step (forward + backward) of the job's LM for PLITS, LAL and PAL at 32, 128 and 512 audio
   tokens and 12 text tokens, batch 16, interleaved in one process after a warm-up; memory = bytes of the tensors
   autograd saves for the backward pass (the activations, which set a training step's peak).
@@ -29,13 +31,14 @@ from core.datadir import data_dir
 from pipelines.bench.sections import add_common, bench_main, check_sections
 from pipelines.bench.table import markdown, mean_std
 
-SECTIONS = ("integration", "encoders", "cost")
+SECTIONS = ("integration", "encoders", "probes", "cost")
 METHODS = {"PLITS": ("plits", 0), "PLITS, delayed (layer 2)": ("plits", 2), "LAL": ("lal", 0),
            "LAL, delayed (layer 2)": ("lal", 2), "PAL": ("pal", 0), "gated cross-attention": ("xattn", 0)}
 
 
-def train_and_test(dm: AudioQA, a, seed: int, **model_kw) -> dict:
-    """The job's three stages on ``dm``; -> test metrics of the best validation epoch."""
+def train_and_test(dm: AudioQA, a, seed: int, keep: list | None = None, **model_kw) -> dict:
+    """The job's three stages on ``dm``; -> test metrics of the best validation epoch (the model of that epoch is
+    appended to ``keep`` if given)."""
     pl.seed_everything(seed, verbose=False)
     model = AudioLM(len(dm.vocab), dm.feature_dims(), dim=a.dim, **model_kw)
     model.set_feature_stats(dm.feature_stats())
@@ -48,7 +51,10 @@ def train_and_test(dm: AudioQA, a, seed: int, **model_kw) -> dict:
         tr = pl.Trainer(max_epochs=a.stage_epochs[2], logger=False, callbacks=[ckpt], enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=d, accelerator="cpu")
         tr.fit(task, datamodule=dm)
-        return tr.test(task, datamodule=dm, ckpt_path="best", verbose=False)[0]
+        out = tr.test(task, datamodule=dm, ckpt_path="best", verbose=False)[0]
+    if keep is not None:
+        keep.append(model.eval())
+    return out
 
 
 def _data(a, encoders: list[str]) -> AudioQA:
@@ -91,6 +97,40 @@ def encoders(a) -> str:
         runs[f"LAL on {enc}"] = [train_and_test(dm, a, s, integration="lal") for s in a.seeds]
         print(f"{enc}: " + ", ".join(f"{r['test_acc']:.3f}" for r in runs[f"LAL on {enc}"]), flush=True)
     return markdown(_header("encoders"), _rows(a, runs)) + _note(a, a.encoders)
+
+
+def probes(a) -> str:
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    from apps.audio.probes import LABELS, audio_attention_mass, probe_accuracy
+
+    dm = _data(a, a.encoders)
+    rows, curves = [], {}
+    for name in ("PLITS", "LAL"):
+        kept: list = []
+        train_and_test(dm, a, a.seeds[0], keep=kept, integration=name.lower())
+        acc, mass = probe_accuracy(kept[0], dm), audio_attention_mass(kept[0], dm)
+        curves[name] = (acc, mass)
+        for layer in range(len(mass)):
+            rows.append([name, layer + 1] + [f"{acc[k][layer]:.3f}" for k in LABELS] + [f"{mass[layer]:.3f}"])
+    fig, axes = plt.subplots(1, len(LABELS) + 1, figsize=(14, 3))
+    for name, (acc, mass) in curves.items():
+        for ax, k in zip(axes, LABELS):
+            ax.plot(range(1, len(acc[k]) + 1), acc[k], marker="o", label=name)
+            ax.set_title(f"{k}: probe accuracy")
+        axes[-1].plot(range(1, len(mass) + 1), mass, marker="o", label=name)
+    axes[-1].set_title("attention on audio at <ans>")
+    for ax in axes:
+        ax.set_xlabel("layer")
+        ax.legend()
+    fig.tight_layout()
+    mlflow.log_figure(fig, "audio_probes.png")
+    plt.close(fig)
+    return markdown(["integration", "layer"] + [f"{k} probe" for k in LABELS] + ["attention on audio"], rows) + (
+        f"\n\nLinear probes (logistic regression) on the text state at <ans> after each layer, fitted on the "
+        f"training items' digit questions, scored on the test items'; attention share: mean over heads and test "
+        f"digit questions. Seed {a.seeds[0]}; encoders {'+'.join(a.encoders)}; stage epochs {a.stage_epochs}.")
 
 
 def _activation_bytes(fn) -> int:

@@ -122,3 +122,18 @@ def test_the_connector_keeps_the_level_a_layernorm_would_erase():
     x, m = torch.randn(1, 10, 40), torch.ones(1, 10, dtype=torch.bool)
     quiet = x + 2 * torch.log(torch.tensor(0.1))  # log-mel power of the same clip at gain 0.1
     assert (c(x, m)[0] - c(quiet, m)[0]).abs().max() > 1e-2  # loud / quiet questions need this difference
+
+
+def test_attention_mass_is_zero_before_the_audio_arrives_and_a_share_after():
+    from types import SimpleNamespace
+
+    from apps.audio.probes import audio_attention_mass
+
+    m = _model("plits", start=2)
+    tokens, audio = _batch()
+    rows = [{"tokens": tokens[i][tokens[i] != 0].tolist(), "qtype": 0, "rephrased": False, "item": i}
+            for i in range(3)]
+    dm = SimpleNamespace(sets={"test": SimpleNamespace(rows=rows)},
+                         collate=lambda rs: {"tokens": tokens, "audio": audio})
+    mass = audio_attention_mass(m, dm)
+    assert mass[:2] == [0.0, 0.0] and all(0 < x < 1 for x in mass[2:])

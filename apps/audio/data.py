@@ -27,7 +27,7 @@ import torchaudio
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
-from apps.audio.encoders import build_encoder, encode_waves
+from apps.audio.encoders import ENCODERS, build_encoder, encode_waves
 from apps.audio.questions import (ANS, BOS, DIGITS, MULTI_TYPES, ORDINALS, PAD, SINGLE_TYPES, SPEAKERS, TEMPLATES, TYPES,
                                   Vocab, answer, oracle_words)
 from core.datadir import DataError, cache_dir, data_dir, fsdd_files
@@ -121,6 +121,9 @@ class AudioQA(pl.LightningDataModule):
                  subset: int = 0, batch_size: int = 64, seed: int = 0):
         super().__init__()
         self.encoders = list(encoders or ["mel"])
+        bad = [e for e in self.encoders if e not in ENCODERS]
+        if bad or not self.encoders:
+            raise DataError(f"--data.encoders: unknown {bad}; choose from {', '.join(ENCODERS)}")
         self.split, self.multi_fraction, self.subset = split, multi_fraction, subset
         self.batch_size, self.seed = batch_size, seed
         kind, _, who = split.partition(":")

@@ -68,3 +68,15 @@ def test_a_corrupt_wav_is_one_error_line_exit_2_and_no_run(tmp_path, data_root):
                          env={**os.environ, "FFN_DATA_DIR": str(tmp_path)}, timeout=600)
     assert res.returncode == 2 and "5_theo_3.wav: not a readable audio file" in res.stderr, res.stderr[-1500:]
     assert "Traceback" not in res.stderr and _runs() == []
+
+
+@pytest.mark.parametrize("args,msg", [(["--data.encoders", "mel,wav2vec"], "--data.encoders: unknown ['wav2vec']"),
+                                      (["--data.split", "speaker:alice"], "--data.split: expected official or"),
+                                      (["--model.integration", "concat"], "--model.integration")])
+def test_bad_options_are_one_error_line_exit_2_and_no_run(args, msg, capsys):
+    from pipelines.runner import main
+
+    assert main(AudioJob(), [*FAST, *args]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and "Traceback" not in err, err[-1500:]
+    assert _runs() == []

@@ -28,15 +28,23 @@ def test_forecast_bench_quick_has_parent_and_child_runs():
     assert "bench_forecast.md" in {a.path for a in c.list_artifacts(parent[0].info.run_id)}
 
 
-def test_bench_rejects_bad_configs_fast():
-    res = _bench("forecast", "--models", "informer")
-    assert res.returncode == 2 and "unknown forecast model 'informer'" in res.stderr
-    res = _bench("forecast", "--data", "ETTh9")
-    assert res.returncode == 2 and "unknown dataset 'ETTh9'" in res.stderr
-    res = _bench("ffn", "--variants", "mlp", "nope")
-    assert res.returncode == 2 and "unknown FFN variant(s) ['nope']" in res.stderr
-    res = _bench("warp")
-    assert res.returncode == 2 and "unknown benchmark area" in res.stderr
+def test_bench_rejects_bad_configs_fast(capsys):
+    """In-process (a subprocess per case cost 10 s of imports each): exit 2 and the reason, before any work."""
+    from pipelines.bench.__main__ import main
+
+    def bench(*args):
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse's own errors
+            code = e.code
+        return code, capsys.readouterr().err
+
+    for args, msg in [(("forecast", "--models", "informer"), "unknown forecast model 'informer'"),
+                      (("forecast", "--data", "ETTh9"), "unknown dataset 'ETTh9'"),
+                      (("ffn", "--variants", "mlp", "nope"), "unknown FFN variant(s) ['nope']"),
+                      (("warp",), "unknown benchmark area")]:
+        code, err = bench(*args)
+        assert code == 2 and msg in err, (args, code, err[-500:])
 
 
 def test_ssm_bench_quick_measures_both_implementations():

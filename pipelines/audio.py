@@ -21,7 +21,7 @@ from apps.audio.data import AudioQA
 from apps.audio.models import CONNECTORS, INTEGRATIONS, AudioLM
 from apps.audio.predict import AudioQAPredictor
 from apps.audio.questions import TYPES
-from apps.audio.task import AudioQATask, fit_stage, macro_by_type
+from apps.audio.task import AudioQATask, fit_connector_stages, macro_by_type
 from core.datadir import data_dir
 from pipelines.options import Param, Section, ffn_choices, ffn_section
 from pipelines.runner import Job, main
@@ -58,11 +58,9 @@ class AudioJob(Job):
         kw = {k: v for k, v in cfg["model"].items() if not k.startswith("stage")}
         model = AudioLM(len(dm.vocab), dm.feature_dims(), **kw)
         model.set_feature_stats(dm.feature_stats())
-        answers = dm.vocab.answers
-        ref = {"stage0_val_acc": fit_stage(model, dm, 0, cfg["model"]["stage0_epochs"], 1e-3, answers),
-               "stage1_val_acc": fit_stage(model, dm, 1, cfg["model"]["stage1_epochs"], 1e-3, answers)}
-        task = AudioQATask(model, answers, stage=2, **cfg["optim"])
-        task.reference = {k: v for k, v in ref.items() if v == v}
+        ref = fit_connector_stages(model, dm, cfg["model"]["stage0_epochs"], cfg["model"]["stage1_epochs"])
+        task = AudioQATask(model, dm.vocab.answers, stage=2, **cfg["optim"])
+        task.reference = ref
         return dm, task
 
     def predictor(self, task, dm, cfg):

@@ -122,7 +122,7 @@ class AudioQA(pl.LightningDataModule):
         super().__init__()
         self.encoders = list(encoders or ["mel"])
         bad = [e for e in self.encoders if e not in ENCODERS]
-        if bad or not self.encoders:
+        if bad:
             raise DataError(f"--data.encoders: unknown {bad}; choose from {', '.join(ENCODERS)}")
         self.split, self.multi_fraction, self.subset = split, multi_fraction, subset
         self.batch_size, self.seed = batch_size, seed

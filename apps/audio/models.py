@@ -68,6 +68,15 @@ class MLPConnector(nn.Module):
         return self.proj(x.reshape(b, -1, d * self.stride)), m
 
 
+def cross_mask(cmask: torch.Tensor, nq: int) -> torch.Tensor:
+    """Cross-attention through :class:`Attention`'s context keys: [B, 1, nq, Nc + nq], queries see the valid
+    context (``cmask`` [B, Nc]) and none of their own keys."""
+    b, nc = cmask.shape
+    m = torch.zeros(b, 1, nq, nc + nq, dtype=torch.bool, device=cmask.device)
+    m[..., :nc] = cmask[:, None, None, :]
+    return m
+
+
 class Resampler(nn.Module):
     """``latents`` learnable queries cross-attend to the features: [B, T, D] -> [B, latents, dim] (all visible)."""
 
@@ -84,9 +93,7 @@ class Resampler(nn.Module):
         b = x.shape[0]
         ctx = self.inp(self.norm(x))
         q = self.latents.expand(b, -1, -1)
-        no_self = torch.zeros(b, 1, q.shape[1], ctx.shape[1] + q.shape[1], dtype=torch.bool, device=x.device)
-        no_self[..., :ctx.shape[1]] = mask[:, None, None, :]  # latents read the features only
-        h = q + self.attn(self.n1(q), attn_mask=no_self, context=ctx)
+        h = q + self.attn(self.n1(q), attn_mask=cross_mask(mask, q.shape[1]), context=ctx)  # latents read features
         h = h + self.ffn(self.n2(h))
         return h, self.mask.to(x.device).expand(b, -1)
 
@@ -110,10 +117,8 @@ class GatedCrossAttention(nn.Module):
         self.gate_attn, self.gate_ffn = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))
 
     def forward(self, h, audio, amask):
-        n = h.shape[1]
-        only_audio = torch.zeros(h.shape[0], 1, n, audio.shape[1] + n, dtype=torch.bool, device=h.device)
-        only_audio[..., :audio.shape[1]] = amask[:, None, None, :]
-        h = h + torch.tanh(self.gate_attn) * self.attn(self.n1(h), attn_mask=only_audio, context=audio)
+        h = h + torch.tanh(self.gate_attn) * self.attn(self.n1(h), attn_mask=cross_mask(amask, h.shape[1]),
+                                                       context=audio)
         return h + torch.tanh(self.gate_ffn) * self.ffn(self.n2(h))
 
 

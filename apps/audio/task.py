@@ -117,3 +117,11 @@ def fit_stage(model, dm, stage: int, epochs: int, lr: float, answer_ids: list[in
     task.load_state_dict(best)
     set_stage(model, 2)
     return 1.0 - float(ckpt.best_model_score)
+
+
+def fit_connector_stages(model, dm, stage0_epochs: int, stage1_epochs: int, lr: float = 1e-3) -> dict[str, float]:
+    """Stage 0 (the LM with the oracle) then stage 1 (connectors, LM frozen) in place; -> their validation
+    accuracies (a skipped stage is left out)."""
+    out = {"stage0_val_acc": fit_stage(model, dm, 0, stage0_epochs, lr, dm.vocab.answers),
+           "stage1_val_acc": fit_stage(model, dm, 1, stage1_epochs, lr, dm.vocab.answers)}
+    return {k: v for k, v in out.items() if v == v}

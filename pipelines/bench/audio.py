@@ -25,7 +25,7 @@ import torch
 from apps.audio.data import AudioQA
 from apps.audio.models import AudioLM
 from apps.audio.questions import TYPES
-from apps.audio.task import AudioQATask, fit_stage
+from apps.audio.task import AudioQATask, fit_connector_stages
 from core.datadir import fsdd_files
 from core.datadir import data_dir
 from pipelines.bench.sections import add_common, bench_main, check_sections
@@ -42,10 +42,8 @@ def train_and_test(dm: AudioQA, a, seed: int, keep: list | None = None, **model_
     pl.seed_everything(seed, verbose=False)
     model = AudioLM(len(dm.vocab), dm.feature_dims(), dim=a.dim, **model_kw)
     model.set_feature_stats(dm.feature_stats())
-    ans = dm.vocab.answers
-    fit_stage(model, dm, 0, a.stage_epochs[0], 1e-3, ans)
-    fit_stage(model, dm, 1, a.stage_epochs[1], 1e-3, ans)
-    task = AudioQATask(model, ans, stage=2, lr=3e-4)
+    fit_connector_stages(model, dm, *a.stage_epochs[:2])
+    task = AudioQATask(model, dm.vocab.answers, stage=2, lr=3e-4)
     with tempfile.TemporaryDirectory() as d:
         ckpt = pl.callbacks.ModelCheckpoint(monitor="val_loss", mode="min", save_top_k=1, dirpath=d)
         tr = pl.Trainer(max_epochs=a.stage_epochs[2], logger=False, callbacks=[ckpt], enable_progress_bar=False,

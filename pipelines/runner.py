@@ -55,6 +55,7 @@ class Job:
     defaults: dict = {}
     shortcuts: dict[str, str] = {}
     requirements: tuple[str, ...] = ()  # packages the logged model needs beyond torch / pandas / mlflow
+    monitor: tuple[str, str] = ("val_loss", "min")  # the validation metric that picks the checkpoint (and stops)
 
     def resolve(self, user: dict) -> dict:
         """Defaults (+ presets) merged under the user's config."""
@@ -164,13 +165,14 @@ def set_threads(cfg: dict) -> int:
     return n
 
 
-def _trainer(cfg: dict, logger, ckpt_dir) -> pl.Trainer:
+def _trainer(job: Job, cfg: dict, logger, ckpt_dir) -> pl.Trainer:
     tcfg = dict(cfg["trainer"])
     patience = tcfg.pop("patience", 3)
-    callbacks = [ModelCheckpoint(dirpath=ckpt_dir, monitor="val_loss", mode="min", save_top_k=1, save_last=True,
+    metric, mode = job.monitor
+    callbacks = [ModelCheckpoint(dirpath=ckpt_dir, monitor=metric, mode=mode, save_top_k=1, save_last=True,
                                  filename="best-{epoch}")]
     if patience:
-        callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=patience))
+        callbacks.append(EarlyStopping(monitor=metric, mode=mode, patience=patience))
     callbacks += [CALLBACKS[name](**(opts or {})) for name, opts in cfg["callbacks"].items()]
     tcfg.setdefault("accelerator", "cpu")
     tcfg.setdefault("log_every_n_steps", 50)
@@ -204,7 +206,7 @@ def run(job: Job, argv: list[str] | None = None, cfg: dict | None = None) -> Res
                           tags={"app": job.app, "host": socket.gethostname(), "pid": str(os.getpid()),
                                 **mcfg["tags"]}, run_id=resume_id)
     if rank_zero_only.rank != 0:  # another process of a multi-process training: train, leave MLflow to rank 0
-        trainer = _trainer(cfg, logger, tracking.checkpoint_dir(job.app, f"rank{rank_zero_only.rank}"))
+        trainer = _trainer(job, cfg, logger, tracking.checkpoint_dir(job.app, f"rank{rank_zero_only.rank}"))
         trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt)
         _leave_process_group()
         return Result(run_id="", metrics={}, config=cfg, datamodule=dm)
@@ -218,7 +220,7 @@ def run(job: Job, argv: list[str] | None = None, cfg: dict | None = None) -> Res
         data_params = job.data_params(dm)  # hashes data files: once per run
         if not resume_id:
             logger.log_hyperparams({**flatten(cfg), "threads": threads, **data_params})
-        trainer = _trainer(cfg, logger, tracking.checkpoint_dir(job.app, run_id))
+        trainer = _trainer(job, cfg, logger, tracking.checkpoint_dir(job.app, run_id))
         trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt)
         if trainer.interrupted:
             raise KeyboardInterrupt("training interrupted")

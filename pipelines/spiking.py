@@ -1,10 +1,12 @@
 """``python -m pipelines.spiking``: a 2-hidden-layer LIF network with learned synaptic delays (DCLS-style) on
-spoken digits (FSDD turned into spike trains), official split, by default.
+spoken digits (FSDD turned into spike trains by a gammatone front end), official split, by default. The checkpoint
+is chosen on validation accuracy with the delays rounded (the model that is tested and registered).
 
     python -m pipelines.spiking --model.delays none            # the no-delay baseline
     python -m pipelines.spiking --data.split speaker:theo      # speaker held out
-    python -m pipelines.spiking --data.source /data/shd_train.h5 --model.hidden 256
-    python -m pipelines.spiking --data.source synthetic        # the delay-order task
+    python -m pipelines.spiking --data.encoder.filterbank mel  # the mel front end
+    python -m pipelines.spiking --data.source /data/shd_train.h5 --model.hidden 256 --model.max_delay 25
+    python -m pipelines.spiking --data.source synthetic --model.hidden 24 --model.max_delay 16  # burst order
 """
 from __future__ import annotations
 
@@ -13,22 +15,23 @@ import sys
 import torch
 
 from apps.spiking.data import SpikeData
-from apps.spiking.encode import SpikeEncoder
+from apps.spiking.encode import FILTERBANKS, SpikeEncoder
 from apps.spiking.delays import DELAYS
 from apps.spiking.models import DelaySNN, class_probs, count_parameters
 from apps.spiking.plots import delay_histogram, raster_figure
 from apps.spiking.predict import DigitPredictor
-from apps.spiking.task import SpikeClassifier
+from apps.spiking.task import LOSSES, SpikeClassifier
 from pipelines.options import Section
 from pipelines.runner import Job, main
 
 
 class SpikingJob(Job):
     app = "spiking"
+    monitor = ("val_acc", "max")  # with integer delays (SpikeClassifier validates the rounded model)
     defaults = {
         "data": {"source": "fsdd", "split": "official", "batch_size": 64},
-        "model": {"hidden": 128, "layers": 2, "delays": "learned", "max_delay": 25, "dropout": 0.4},
-        "optim": {"lr": 5e-3, "lr_positions": 5e-2},
+        "model": {"hidden": 128, "layers": 2, "delays": "learned", "max_delay": 13, "dropout": 0.4},
+        "optim": {"lr": 5e-3},
         "trainer": {"max_epochs": 30, "patience": 0},
     }
     shortcuts = {"delays": "model.delays", "data": "data.source", "split": "data.split",
@@ -36,11 +39,12 @@ class SpikingJob(Job):
 
     def sections(self, cfg: dict) -> dict[str, Section]:
         return {
-            "data": Section(SpikeData, skip=("seed",), nested={"encoder": lambda v: Section(SpikeEncoder)},
+            "data": Section(SpikeData, skip=("seed",), nested={"encoder": lambda v: Section(SpikeEncoder, choices={"filterbank": FILTERBANKS})},
                             help="spike trains (apps.spiking.data.SpikeData)"),
             "model": Section(DelaySNN, skip=("in_channels", "num_classes"), choices={"delays": DELAYS},
                              help="apps.spiking.models.DelaySNN"),
-            "optim": Section(SpikeClassifier, skip=("model",), help="Adam, two learning rates"),
+            "optim": Section(SpikeClassifier, skip=("model",), choices={"loss": LOSSES},
+                             help="Adam, two learning rates (apps.spiking.task.SpikeClassifier)"),
         }
 
     def build(self, cfg: dict):

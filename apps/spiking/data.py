@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from apps.spiking.encode import SpikeEncoder, read_wav
-from apps.spiking.synthetic import delay_task
+from apps.spiking.synthetic import burst_order_task
 from core.datadir import DataError, cache_dir, data_dir, fsdd_files
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class SpikeData(pl.LightningDataModule):
         split: official (FSDD recordings 0-4 test) or speaker:NAME (that speaker held out).
         batch_size: samples per batch.
         seed: seed of the validation split and the synthetic task.
-        encoder: SpikeEncoder options (channels, bin_ms, max_bins, ...).
+        encoder: SpikeEncoder options (filterbank, channels, bin_ms, max_bins, ...).
         synthetic: options of the synthetic task.
     """
 
@@ -109,9 +110,11 @@ class SpikeData(pl.LightningDataModule):
         if self.sets:
             return
         if self.source == "synthetic":
-            parts = [delay_task(n, seed=self.seed + k, **self.synthetic) for k, n in enumerate((2000, 500, 500))]
+            parts = [burst_order_task(n, seed=self.seed + k, **self.synthetic)
+                     for k, n in enumerate((2000, 500, 500))]
             self.sets = {name: TensorDataset(x, y) for name, (x, y) in zip(("train", "val", "test"), parts)}
-            self.num_classes, self.channels = 2, parts[0][0].size(-1)
+            self.num_classes = math.factorial(self.synthetic.get("groups", 4) - 1)
+            self.channels = parts[0][0].size(-1)
         elif self.source == "fsdd":
             self._fsdd()
         else:

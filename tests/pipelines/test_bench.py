@@ -83,7 +83,7 @@ def test_graph_bench_quick_node_and_speed_sections():
 def test_spiking_bench_quick_synthetic_and_speed_sections():
     res = _bench("spiking", "--quick", "--sections", "synthetic", "speed")
     assert res.returncode == 0, res.stderr[-2000:]
-    rows = [line for line in res.stdout.splitlines() if line.startswith("| order task")]
+    rows = [line for line in res.stdout.splitlines() if line.startswith("| burst-order task")]
     assert [r.split("|")[2].strip() for r in rows] == ["none", "random", "learned"]
     assert "inference, integer delays" in res.stdout
     assert _bench_run("spiking") == {"bench_spiking_synthetic.md", "bench_spiking_speed.md"}

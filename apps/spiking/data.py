@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from apps.spiking.encode import SpikeEncoder, read_wav
-from apps.spiking.synthetic import burst_order_task
+from apps.spiking.synthetic import GROUPS, burst_order_task, cyclic_orders
 from core.datadir import DataError, cache_dir, data_dir, fsdd_files
 
 log = logging.getLogger(__name__)
@@ -113,7 +112,7 @@ class SpikeData(pl.LightningDataModule):
             parts = [burst_order_task(n, seed=self.seed + k, **self.synthetic)
                      for k, n in enumerate((2000, 500, 500))]
             self.sets = {name: TensorDataset(x, y) for name, (x, y) in zip(("train", "val", "test"), parts)}
-            self.num_classes = math.factorial(self.synthetic.get("groups", 4) - 1)
+            self.num_classes = len(cyclic_orders(self.synthetic.get("groups", GROUPS)))
             self.channels = parts[0][0].size(-1)
         elif self.source == "fsdd":
             self._fsdd()

@@ -112,22 +112,26 @@ class SpikeEncoder:
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
+    @property
+    def hop(self) -> int:
+        """Samples per envelope frame."""
+        return max(1, int(self.sample_rate * self.hop_ms / 1000))
+
     def _mel(self):
-        return _mel_transform(self.sample_rate, max(1, int(self.sample_rate * self.hop_ms / 1000)), self.f_min,
+        return _mel_transform(self.sample_rate, self.hop, self.f_min,
                               min(self.f_max, self.sample_rate / 2), self.channels)
 
     def envelope(self, x: np.ndarray) -> torch.Tensor:
         """[frames, channels]: the compressed, rectified filterbank output, one frame per ``hop_ms``."""
-        hop = max(1, int(self.sample_rate * self.hop_ms / 1000))
         if self.filterbank == "mel":
-            return self._mel()(torch.from_numpy(x)).clamp(min=0).pow(self.compression).t()
+            return self._mel()(torch.from_numpy(x)).pow(self.compression).t()  # magnitudes: already >= 0
         bank = gammatone_bank(self.sample_rate, self.f_min, min(self.f_max, self.sample_rate / 2), self.channels)
         n = len(x) + bank.size(1) - 1
         y = torch.fft.irfft(torch.fft.rfft(torch.from_numpy(x), n) * torch.fft.rfft(bank, n), n)[:, :len(x)]
         r = y.clamp(min=0).pow(self.compression)  # half-wave rectification, compression
-        frames = -(-len(x) // hop)
-        r = torch.nn.functional.pad(r, (0, frames * hop - len(x)))
-        return r.view(self.channels, frames, hop).mean(-1).t()
+        frames = -(-len(x) // self.hop)
+        r = torch.nn.functional.pad(r, (0, frames * self.hop - len(x)))
+        return r.view(self.channels, frames, self.hop).mean(-1).t()
 
     def __call__(self, x: np.ndarray, sample_rate: int) -> torch.Tensor:
         if sample_rate != self.sample_rate:

@@ -2,9 +2,8 @@
 
 ``burst_order_task``: ``groups`` channel groups (``group`` channels each) fire volleys in a cyclic
 order that repeats with a random phase: G, G', G'', ... one volley every ``gap`` bins (each volley moved by up to
-``jitter`` bins, each spike of it by up to ``spread`` more, each spike
-kept with probability ``reliability``), plus background spikes at rate ``noise``. The class is
-the cyclic order, (groups - 1)! classes (6 for 4 groups). Because the phase is uniform the process is stationary:
+``jitter`` bins, each spike of it by up to ``spread`` more), plus background spikes at rate ``noise``. The class
+is the cyclic order, (groups - 1)! classes (6 for the default ``GROUPS`` = 4). Because the phase is uniform the process is stationary:
 any single frame (or pair of frames the same distance apart, whatever the order) has the same distribution in
 every class, so a network whose neurons forget within a bin (LIF with tau about one bin) is at chance without
 delays. A neuron detects "G then G' one gap later" by delaying G's synapses by one gap more than G''s, which
@@ -20,14 +19,16 @@ import itertools
 
 import torch
 
+GROUPS = 4
+
 
 def cyclic_orders(groups: int) -> list[tuple[int, ...]]:
     """The distinct cyclic orders of ``groups`` groups, each as a tuple starting with group 0."""
     return [(0, *p) for p in itertools.permutations(range(1, groups))]
 
 
-def burst_order_task(n: int, steps: int = 48, groups: int = 4, group: int = 8, gap: int = 7, jitter: int = 1,
-                     spread: int = 2, reliability: float = 1.0, noise: float = 0.03, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def burst_order_task(n: int, steps: int = 48, groups: int = GROUPS, group: int = 8, gap: int = 7, jitter: int = 1,
+                     spread: int = 2, noise: float = 0.03, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """-> (spikes[n, steps, groups*group] float, labels[n] long in [0, (groups-1)!))."""
     if gap <= 2 * jitter + 1:
         raise ValueError(f"gap {gap} must exceed 2 * jitter + 1 = {2 * jitter + 1}, or volleys could swap")
@@ -41,9 +42,9 @@ def burst_order_task(n: int, steps: int = 48, groups: int = 4, group: int = 8, g
     times = phase[:, None] - period + slots[None] * gap + gap  # [n, K]
     times = times + torch.randint(-jitter, jitter + 1, times.shape, generator=g)
     who = orders[y][:, slots % groups]  # [n, K] group of each volley
-    spike_t = times[..., None] + torch.randint(-spread, spread + 1, (*times.shape, group), generator=g)  # [n, K, group]
+    spike_t = times[..., None] + torch.randint(-spread, spread + 1, (*times.shape, group), generator=g)  # [n,K,group]
     chan = who[..., None] * group + torch.arange(group)
     rows = torch.arange(n)[:, None, None].expand_as(spike_t)
-    ok = (spike_t >= 0) & (spike_t < steps) & (torch.rand(spike_t.shape, generator=g) < reliability)
+    ok = (spike_t >= 0) & (spike_t < steps)
     x[rows[ok], spike_t[ok], chan[ok]] = 1.0
     return x, y

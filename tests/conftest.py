@@ -69,3 +69,18 @@ def use_store() -> None:
     from pipelines import tracking
 
     tracking.activate()
+
+
+@pytest.fixture
+def cli(capsys):
+    """A pipeline's command line run in-process: ``cli(job, *args) -> (exit code, stderr)``, the same
+    ``pipelines.runner.main`` that ``python -m pipelines.<app>`` exits with (a subprocess per case cost ~10 s of
+    imports; the ``python -m`` path itself is tested in test_options and by each app's end-to-end run)."""
+    from pipelines.runner import main
+
+    def call(job, *args):
+        capsys.readouterr()
+        code = main(job, [str(a) for a in args])
+        return code, capsys.readouterr().err
+
+    return call

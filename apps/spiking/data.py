@@ -35,15 +35,15 @@ def encode_fsdd(folder: Path, enc: SpikeEncoder) -> dict:
     path = cache_dir() / "spiking" / f"fsdd-{h.hexdigest()[:16]}.pt"
     if path.exists():
         return torch.load(path)
-    spikes, resampled, truncated = [], 0, 0
+    waves, resampled, truncated = [], 0, 0
     for p, *_ in files:
         x, sr = read_wav(p)
         if sr != enc.sample_rate:
             resampled += 1
             log.warning("%s: %d Hz, resampled to %d Hz", p, sr, enc.sample_rate)
         truncated += len(x) / sr * 1000 > enc.max_bins * enc.bin_ms
-        spikes.append(enc(x, sr).to(torch.uint8))
-    out = {"spikes": torch.stack(spikes), "labels": torch.tensor([f[1] for f in files]),
+        waves.append((x, sr))
+    out = {"spikes": enc.encode(waves).to(torch.uint8), "labels": torch.tensor([f[1] for f in files]),
            "speakers": [f[2] for f in files], "index": torch.tensor([f[3] for f in files]),
            "stats": {"files": len(files), "resampled": resampled, "truncated": int(truncated)}}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,19 +121,21 @@ class SpikeData(pl.LightningDataModule):
         self.stats.update({f"{k}_samples": len(v) for k, v in self.sets.items()})
 
     def _fsdd(self):
-        d = encode_fsdd(data_dir() / "audio" / "fsdd" / "recordings", self.encoder)
+        folder = data_dir() / "audio" / "fsdd" / "recordings"
+        if self.split.startswith("speaker:"):  # checked before the (minute-long) encoding
+            who, known = self.split.split(":", 1)[1], sorted({f[2] for f in fsdd_files(folder)})
+            if who not in known:
+                raise DataError(f"split {self.split!r}: no speaker {who!r}; FSDD has {known}")
+        elif self.split != "official":
+            raise DataError(f"unknown split {self.split!r}: official or speaker:NAME")
+        d = encode_fsdd(folder, self.encoder)
         x, y, idx, spk = d["spikes"].float(), d["labels"], d["index"], np.array(d["speakers"])
         self.stats = dict(d["stats"])
         if self.split == "official":
             parts = {"test": idx < 5, "val": (idx >= 5) & (idx < 10), "train": idx >= 10}
-        elif self.split.startswith("speaker:"):
-            who = self.split.split(":", 1)[1]
-            if who not in set(spk):
-                raise DataError(f"split {self.split!r}: no speaker {who!r}; FSDD has {sorted(set(spk))}")
-            held = torch.from_numpy(spk == who)
-            parts = {"test": held, "val": ~held & (idx < 5), "train": ~held & (idx >= 5)}
         else:
-            raise DataError(f"unknown split {self.split!r}: official or speaker:NAME")
+            held = torch.from_numpy(spk == self.split.split(":", 1)[1])
+            parts = {"test": held, "val": ~held & (idx < 5), "train": ~held & (idx >= 5)}
         self.sets = {k: TensorDataset(x[m], y[m]) for k, m in parts.items()}
         self.num_classes, self.channels = 10, x.size(-1)
 

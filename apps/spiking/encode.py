@@ -15,7 +15,7 @@ Two filterbanks (``filterbank``), otherwise identical pipelines:
     v <- v + (dt / tau) (g * e_t - v);  spike and v <- 0 when v >= 1,
 with e_t the envelope divided by its ``ref_quantile`` over the utterance (automatic gain control, so a loud and
 a quiet speaker give similar spike rates), and spikes are counted in ``bin_ms`` bins, ``max_bins`` of them.
-The settings form the cache key.
+The settings and this file's source form the cache key.
 """
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     return x, sr
 
 
+_SOURCE = Path(__file__).read_bytes()
 FILTERBANKS = ("gammatone", "mel")
 GAINS = {"gammatone": 5.0, "mel": 2.0}  # each chosen on FSDD validation accuracy (learned delays, seed 0)
 
@@ -86,6 +87,12 @@ def gammatone_bank(sample_rate: int, f_min: float, f_max: float, channels: int, 
     return torch.from_numpy((g / gain).astype(np.float32))
 
 
+@functools.lru_cache(maxsize=32)
+def _gammatone_spectrum(sample_rate: int, f_min: float, f_max: float, channels: int, n: int) -> torch.Tensor:
+    """rfft of the filterbank at FFT length n, computed once per length."""
+    return torch.fft.rfft(gammatone_bank(sample_rate, f_min, f_max, channels), n)
+
+
 @dataclass(frozen=True)
 class SpikeEncoder:
     """Audio -> spike counts [max_bins, channels]; the fields are the settings (and the cache key)."""
@@ -110,7 +117,9 @@ class SpikeEncoder:
             object.__setattr__(self, "gain", GAINS[self.filterbank])
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        """Cache key: the settings and this file's source, so a change to the encoder's code is never served
+        spikes encoded by the old one."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode() + _SOURCE).hexdigest()[:12]
 
     @property
     def hop(self) -> int:
@@ -125,30 +134,53 @@ class SpikeEncoder:
         """[frames, channels]: the compressed, rectified filterbank output, one frame per ``hop_ms``."""
         if self.filterbank == "mel":
             return self._mel()(torch.from_numpy(x)).pow(self.compression).t()  # magnitudes: already >= 0
-        bank = gammatone_bank(self.sample_rate, self.f_min, min(self.f_max, self.sample_rate / 2), self.channels)
-        n = len(x) + bank.size(1) - 1
-        y = torch.fft.irfft(torch.fft.rfft(torch.from_numpy(x), n) * torch.fft.rfft(bank, n), n)[:, :len(x)]
+        f_max = min(self.f_max, self.sample_rate / 2)
+        taps = gammatone_bank(self.sample_rate, self.f_min, f_max, self.channels).size(1)
+        n = 1 << (len(x) + taps - 2).bit_length()  # linear convolution, FFT length a power of two (fast)
+        spectrum = _gammatone_spectrum(self.sample_rate, self.f_min, f_max, self.channels, n)
+        y = torch.fft.irfft(torch.fft.rfft(torch.from_numpy(x), n) * spectrum, n)[:, :len(x)]
         r = y.clamp(min=0).pow(self.compression)  # half-wave rectification, compression
         frames = -(-len(x) // self.hop)
         r = torch.nn.functional.pad(r, (0, frames * self.hop - len(x)))
         return r.view(self.channels, frames, self.hop).mean(-1).t()
 
-    def __call__(self, x: np.ndarray, sample_rate: int) -> torch.Tensor:
+    def drive(self, x: np.ndarray, sample_rate: int) -> np.ndarray:
+        """[frames, channels] LIF input: gain x envelope / its ``ref_quantile`` over the whole utterance, cut to
+        the frames that reach the output (``max_bins`` bins)."""
         if sample_rate != self.sample_rate:
             x = torchaudio.functional.resample(torch.from_numpy(x), sample_rate, self.sample_rate).numpy()
         env = self.envelope(x)
         env = env / torch.quantile(env.flatten(), self.ref_quantile).clamp(min=1e-8)
-        drive, a = self.gain * env.numpy(), self.hop_ms / self.tau_ms
-        v = np.zeros(self.channels, dtype=np.float32)
+        return self.gain * env[:self.max_bins * self.per_bin].numpy()
+
+    @property
+    def per_bin(self) -> int:
+        """Envelope frames per output bin."""
+        return int(round(self.bin_ms / self.hop_ms))
+
+    def spikes(self, drives: list[np.ndarray]) -> torch.Tensor:
+        """LIF per channel over a batch of drives [frames_i, channels] -> counts [N, max_bins, channels].
+        Shorter drives are zero-padded: a zero drive only decays v, so the padding never spikes."""
+        frames = self.max_bins * self.per_bin
+        drive = np.zeros((len(drives), frames, self.channels), dtype=np.float32)
+        for i, d in enumerate(drives):
+            drive[i, :len(d)] = d
+        a = self.hop_ms / self.tau_ms
+        v = np.zeros((len(drives), self.channels), dtype=np.float32)
         spikes = np.zeros_like(drive)
-        for t in range(drive.shape[0]):  # LIF per channel
-            v += a * (drive[t] - v)
+        for t in range(frames):
+            v += a * (drive[:, t] - v)
             fired = v >= 1.0
-            spikes[t] = fired
+            spikes[:, t] = fired
             v[fired] = 0.0
-        per_bin = int(round(self.bin_ms / self.hop_ms))
-        n_bins = min(self.max_bins, int(np.ceil(len(spikes) / per_bin)))
-        out = np.zeros((self.max_bins, self.channels), dtype=np.float32)
-        for b in range(n_bins):
-            out[b] = spikes[b * per_bin:(b + 1) * per_bin].sum(0)
+        out = spikes.reshape(len(drives), self.max_bins, self.per_bin, self.channels).sum(2)
         return torch.from_numpy(np.minimum(out, self.max_count))
+
+    def encode(self, waves, batch: int = 256) -> torch.Tensor:
+        """[(samples, sample_rate), ...] -> spike counts [N, max_bins, channels]; the LIF runs over ``batch``
+        files at once (the per-frame loop is the cost, not the channels)."""
+        out = [self.spikes([self.drive(x, sr) for x, sr in waves[i:i + batch]]) for i in range(0, len(waves), batch)]
+        return torch.cat(out) if out else torch.zeros(0, self.max_bins, self.channels)
+
+    def __call__(self, x: np.ndarray, sample_rate: int) -> torch.Tensor:
+        return self.spikes([self.drive(x, sample_rate)])[0]

@@ -1,7 +1,4 @@
 """End to end on the real DMA log: the AIS pipeline's run, metrics, figure, registered model, bad input."""
-import os
-import subprocess
-import sys
 
 import mlflow
 import pandas as pd
@@ -55,13 +52,12 @@ def test_pipeline_logs_metrics_figure_and_a_model_that_predicts():
     (["--data.path", "{tmp}/bad.csv"], "line 2, column 'LAT': 'north' is not a number"),
     (["--model", "kalman"], "--model.name: unknown 'kalman'; choose from spadon"),
 ])
-def test_bad_input_is_one_error_line_exit_2_and_nothing_registered(tmp_path, args, message):
+def test_bad_input_is_one_error_line_exit_2_and_nothing_registered(tmp_path, args, message, cli):
     (tmp_path / "bad.csv").write_text("MMSI,BaseDateTime,LAT,LON\n1,2023-01-01T00:00:00,north,6\n")
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    res = subprocess.run([sys.executable, "-m", "pipelines.ais", *args, *FAST], capture_output=True, text=True,
-                         env=dict(os.environ), timeout=600)
-    assert res.returncode == 2, res.stderr[-2000:]
-    assert message in res.stderr and "Traceback" not in res.stderr
+    code, err = cli(AISJob(), *args, *FAST)
+    assert code == 2, err[-2000:]
+    assert message in err and "Traceback" not in err
     assert _runs() == []
 
 

@@ -58,16 +58,16 @@ def test_pipeline_logs_per_type_blind_and_rephrased_accuracy_and_a_model_that_an
     assert score == pytest.approx(1 - m["test_acc"], abs=1e-6)
 
 
-def test_a_corrupt_wav_is_one_error_line_exit_2_and_no_run(tmp_path, data_root):
+def test_a_corrupt_wav_is_one_error_line_exit_2_and_no_run(tmp_path, data_root, monkeypatch, cli):
     rec = tmp_path / "audio" / "fsdd" / "recordings"
     rec.mkdir(parents=True)
     for f in sorted((data_root / "audio" / "fsdd" / "recordings").glob("*_1?.wav"))[:40]:
         shutil.copy(f, rec / f.name)
     (rec / "5_theo_3.wav").write_bytes(b"RIFF....WAVEfmt garbage")
-    res = subprocess.run([sys.executable, "-m", "pipelines.audio", *FAST], capture_output=True, text=True,
-                         env={**os.environ, "FFN_DATA_DIR": str(tmp_path)}, timeout=600)
-    assert res.returncode == 2 and "5_theo_3.wav: not a readable audio file" in res.stderr, res.stderr[-1500:]
-    assert "Traceback" not in res.stderr and _runs() == []
+    monkeypatch.setenv("FFN_DATA_DIR", str(tmp_path))
+    code, err = cli(AudioJob(), *FAST)
+    assert code == 2 and "5_theo_3.wav: not a readable audio file" in err, err[-1500:]
+    assert "Traceback" not in err and _runs() == []
 
 
 @pytest.mark.parametrize("args,msg", [(["--data.encoders", "mel,wav2vec"], "--data.encoders: unknown ['wav2vec']"),

@@ -1,6 +1,7 @@
 """Benchmark commands run and log (quick modes, reduced further); they measure, the tests check the plumbing."""
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -10,12 +11,27 @@ from pipelines import tracking
 pytestmark = pytest.mark.slow
 
 
-def _bench(*args):
-    return subprocess.run([sys.executable, "-m", "pipelines.bench", *args], capture_output=True, text=True, timeout=900)
+@pytest.fixture
+def bench_cli(capsys):
+    """``python -m pipelines.bench`` in-process (its imports cost ~10 s per subprocess); the forecast test below runs
+    the real command."""
+    from pipelines.bench.__main__ import main
+
+    def call(*args):
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse's own errors
+            code = e.code
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return call
 
 
 def test_forecast_bench_quick_has_parent_and_child_runs():
-    res = _bench("forecast", "--quick", "--models", "rlinear", "--max-epochs", "2")
+    res = subprocess.run([sys.executable, "-m", "pipelines.bench", "forecast", "--quick", "--models", "rlinear",
+                          "--max-epochs", "2"], capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-2000:]
     row = next(ln for ln in res.stdout.splitlines() if ln.startswith("| rlinear | ETTh1 | 96 |"))
     ours_mse = float(row.split("|")[4].split()[0])  # our cell, not the paper's constant beside it
@@ -28,27 +44,19 @@ def test_forecast_bench_quick_has_parent_and_child_runs():
     assert "bench_forecast.md" in {a.path for a in c.list_artifacts(parent[0].info.run_id)}
 
 
-def test_bench_rejects_bad_configs_fast(capsys):
-    """In-process (a subprocess per case cost 10 s of imports each): exit 2 and the reason, before any work."""
-    from pipelines.bench.__main__ import main
-
-    def bench(*args):
-        try:
-            code = main(list(args))
-        except SystemExit as e:  # argparse's own errors
-            code = e.code
-        return code, capsys.readouterr().err
-
+def test_bench_rejects_bad_configs_fast(bench_cli):
+    """Exit 2 and the reason, before any work."""
     for args, msg in [(("forecast", "--models", "informer"), "unknown forecast model 'informer'"),
                       (("forecast", "--data", "ETTh9"), "unknown dataset 'ETTh9'"),
                       (("ffn", "--variants", "mlp", "nope"), "unknown FFN variant(s) ['nope']"),
                       (("warp",), "unknown benchmark area")]:
-        code, err = bench(*args)
+        res = bench_cli(*args)
+        code, err = res.returncode, res.stderr
         assert code == 2 and msg in err, (args, code, err[-500:])
 
 
-def test_ssm_bench_quick_measures_both_implementations():
-    res = _bench("ssm", "--quick", "--reps", "1")
+def test_ssm_bench_quick_measures_both_implementations(bench_cli):
+    res = bench_cli("ssm", "--quick", "--reps", "1")
     assert res.returncode == 0, res.stderr[-2000:]
     assert "mambapy parallel ms" in res.stdout and "| train_step" in res.stdout
     c = MlflowClient(tracking.tracking_uri())
@@ -56,8 +64,8 @@ def test_ssm_bench_quick_measures_both_implementations():
     assert {"scan_ratio_L11", "scan_ratio_L64", "smamba_train_step_ratio"} <= set(r.data.metrics)
 
 
-def test_ffn_bench_quick_rows_for_each_variant():
-    res = _bench("ffn", "--quick", "--variants", "mlp", "moe", "chess", "--iters", "20")
+def test_ffn_bench_quick_rows_for_each_variant(bench_cli):
+    res = bench_cli("ffn", "--quick", "--variants", "mlp", "moe", "chess", "--iters", "20")
     assert res.returncode == 0, res.stderr[-2000:]
     rows = [line for line in res.stdout.splitlines() if line.startswith("| ") and "ffn" not in line]
     assert [r.split("|")[1].strip() for r in rows] == ["mlp", "moe", "chess"]
@@ -71,8 +79,8 @@ def _bench_run(area):
     return {a.path for a in c.list_artifacts(r.info.run_id)}
 
 
-def test_graph_bench_quick_node_and_speed_sections():
-    res = _bench("graph", "--quick", "--sections", "node", "speed", "--seeds", "0")
+def test_graph_bench_quick_node_and_speed_sections(bench_cli):
+    res = bench_cli("graph", "--quick", "--sections", "node", "speed", "--seeds", "0")
     assert res.returncode == 0, res.stderr[-2000:]
     row = next(ln for ln in res.stdout.splitlines() if ln.startswith("| Cora "))
     assert 75 < float(row.split("|")[4].split()[0]) < 85, row  # our GCN accuracy on Cora's public split (paper 81.5)
@@ -80,21 +88,21 @@ def test_graph_bench_quick_node_and_speed_sections():
     assert _bench_run("graph") == {"bench_graph_node.md", "bench_graph_speed.md"}
 
 
-def test_spiking_bench_quick_synthetic_and_speed_sections():
-    res = _bench("spiking", "--quick", "--sections", "synthetic", "speed")
+def test_spiking_bench_quick_synthetic_and_speed_sections(bench_cli):
+    res = bench_cli("spiking", "--quick", "--sections", "synthetic", "speed")
     assert res.returncode == 0, res.stderr[-2000:]
     rows = [line for line in res.stdout.splitlines() if line.startswith("| burst-order task")]
     assert [r.split("|")[2].strip() for r in rows] == ["none", "random", "learned"]
     assert "inference, integer delays" in res.stdout
     assert _bench_run("spiking") == {"bench_spiking_synthetic.md", "bench_spiking_speed.md"}
-    res = _bench("spiking", "--sections", "warp")
+    res = bench_cli("spiking", "--sections", "warp")
     assert res.returncode == 2 and "unknown section(s) ['warp']" in res.stderr
 
 
-def test_ais_bench_quick_folds_and_ingest():
+def test_ais_bench_quick_folds_and_ingest(bench_cli):
     import re
 
-    res = _bench("ais", "--quick", "--folds", "1", "--models", "gru", "--epochs", "2", "--reps", "1")
+    res = bench_cli("ais", "--quick", "--folds", "1", "--models", "gru", "--epochs", "2", "--reps", "1")
     assert res.returncode == 0, res.stderr[-2000:]
     rows = {ln.split("|")[1].strip(): ln for ln in res.stdout.splitlines() if ln.startswith("| ")}
     gru = [c.strip() for c in rows["gru"].split("|")[2:-1]]
@@ -105,8 +113,8 @@ def test_ais_bench_quick_folds_and_ingest():
     assert ours[0] == ref[0] == "26077" and float(ours[3]) > 0  # same messages, a measured ratio
 
 
-def test_traffic_bench_quick_folds_and_parse():
-    res = _bench("traffic", "--quick", "--folds", "1", "--sections", "folds", "parse")
+def test_traffic_bench_quick_folds_and_parse(bench_cli):
+    res = bench_cli("traffic", "--quick", "--folds", "1", "--sections", "folds", "parse")
     assert res.returncode == 0, res.stderr[-2000:]
     rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]] for ln in res.stdout.splitlines()
             if ln.startswith("| ")}
@@ -116,8 +124,8 @@ def test_traffic_bench_quick_folds_and_parse():
     assert ours[0] == ref[0] and int(ours[0]) > 150_000 and float(ours[3]) > 0  # same packets, a measured ratio
 
 
-def test_audio_bench_cost_lal_saves_activations_that_plits_keeps():
-    res = _bench("audio", "--quick", "--sections", "cost", "--reps", "1", "--tokens", "16", "128")
+def test_audio_bench_cost_lal_saves_activations_that_plits_keeps(bench_cli):
+    res = bench_cli("audio", "--quick", "--sections", "cost", "--reps", "1", "--tokens", "16", "128")
     assert res.returncode == 0, res.stderr[-2000:]
     rows = [[c.strip() for c in ln.split("|")[1:-1]] for ln in res.stdout.splitlines() if ln.startswith("| ")]
     mem = {(r[0], r[1]): float(r[5]) for r in rows[1:]}

@@ -196,10 +196,10 @@ def _with(df, row, col, v):
     ("unknown trainer option", lambda t, d: ["--trainer.max_epoch", "3"], "--trainer.max_epoch: unknown option"),
     ("wrong type", lambda t, d: ["--model.d_model", "abc"], "--model.d_model: expected int, got 'abc'"),
 ])
-def test_bad_input_fails_cleanly_and_writes_nothing(case, args, message, tmp_path, data_root):
-    res = _cli(*args(tmp_path, data_root), *FAST)
-    assert res.returncode == 2, (case, res.stdout[-500:], res.stderr[-2000:])
-    assert message in res.stderr and "Traceback" not in res.stderr
+def test_bad_input_fails_cleanly_and_writes_nothing(case, args, message, tmp_path, data_root, cli):
+    code, err = cli(ForecastJob(), *args(tmp_path, data_root), *FAST)
+    assert code == 2, (case, err[-2000:])
+    assert message in err and "Traceback" not in err
     assert _runs() == []
     assert _client().search_registered_models() == []
 

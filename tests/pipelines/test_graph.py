@@ -1,8 +1,5 @@
 """End to end on real Planetoid / Cora_ML data: the graph pipeline's MLflow run, registered model, predictions
 from the registry, ForwardGNN through the runner, and bad input that leaves the store untouched."""
-import os
-import subprocess
-import sys
 
 import mlflow
 import pandas as pd
@@ -49,11 +46,6 @@ def test_single_forward_method_runs_through_the_runner():
     assert out["confidence"].between(0, 1).all()
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "pipelines.graph", *args], capture_output=True, text=True,
-                          env=dict(os.environ), timeout=600)
-
-
 @pytest.mark.parametrize("args,msg", [
     (["--data", "PubMed"], "PubMed/raw: dataset files missing: ind.pubmed.x"),
     (["--split", "forwardgnn:7"], "node-index-split7.pt: missing"),
@@ -61,10 +53,10 @@ def _cli(*args):
     (["--method", "sf", "--model", "sage"], "task.method sf trains GCN layers"),
     (["--model.widht", "3"], "--model.widht: unknown option"),
 ])
-def test_bad_input_exits_2_with_one_line_and_no_run(args, msg):
-    res = _cli(*args)
-    assert res.returncode == 2, res.stderr[-1500:]
-    assert res.stderr.startswith("error: ") and msg in res.stderr and "Traceback" not in res.stderr
+def test_bad_input_exits_2_with_one_line_and_no_run(args, msg, cli):
+    code, err = cli(GraphJob(), *args)
+    assert code == 2, err[-1500:]
+    assert err.startswith("error: ") and msg in err and "Traceback" not in err
     assert _runs() == []
 
 

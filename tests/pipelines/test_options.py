@@ -29,11 +29,10 @@ def _cli(*args, module="pipelines.forecast"):
     (["--model.ffn", "nosuch"], "error: --model.ffn: unknown 'nosuch'; choose from blockdense, chess, duo, glu, "
                                 "lowrank, mlp, moe, mot, repa, swiglu"),
 ])
-def test_bad_option_on_the_command_line_is_one_line_and_exit_2_with_no_run(args, message):
-    r = _cli(*args)
-    assert r.returncode == 2, r.stderr
-    assert r.stderr.strip().splitlines()[-1] == message, r.stderr
-    assert "Traceback" not in r.stderr
+def test_bad_option_on_the_command_line_is_one_line_and_exit_2_with_no_run(args, message, cli):
+    code, err = cli(ForecastJob(), *args)
+    assert code == 2, err
+    assert err.strip().splitlines() == [message], err
     exp = MlflowClient(tracking.tracking_uri()).get_experiment_by_name("forecast")
     assert exp is None or not MlflowClient(tracking.tracking_uri()).search_runs([exp.experiment_id])
 
@@ -74,12 +73,19 @@ def test_help_lists_the_chosen_models_own_options_with_types_and_choices():
     assert "--model.delays" in _help(SpikingJob(), []) and "--task.temperature" in _help(GraphJob(), ["--method", "sf"])
 
 
-def test_help_and_print_config_on_the_command_line():
+def test_help_print_config_and_a_bad_model_on_the_command_line(capsys):
+    """``python -m`` for real once (exit code and output of the module's entry point), then in-process."""
+    from pipelines.runner import main
+
     r = _cli("--model", "itransformer", "--help")
     assert r.returncode == 0 and "--model.n_heads" in r.stdout, r.stderr
-    r = _cli("--model", "rlinear", "--data.batch_size", "64", "--print_config")
-    assert r.returncode == 0, r.stderr
-    cfg = yaml.safe_load(r.stdout)
+    r = _cli("--model", "nosuch")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: unknown forecast model 'nosuch'; known: s_mamba, itransformer, rlinear"], r.stderr
+    assert "Traceback" not in r.stderr
+    capsys.readouterr()
+    assert main(ForecastJob(), ["--model", "rlinear", "--data.batch_size", "64", "--print_config"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["model"]["name"] == "rlinear" and cfg["data"]["batch_size"] == 64
     assert cfg["optim"]["lr"] == 5e-3  # RLinear's ETTh1 preset filled in
 

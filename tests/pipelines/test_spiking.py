@@ -1,9 +1,6 @@
 """End to end on the real FSDD recordings: the spiking pipeline's MLflow run, registered model, predictions from
 wav files through the registry, and bad input that leaves the store untouched."""
-import os
 import shutil
-import subprocess
-import sys
 
 import mlflow
 import pandas as pd
@@ -35,11 +32,6 @@ def test_default_run_logs_registers_and_predicts_from_wavs(data_root):
     assert list(out.columns) == ["path", "label", "confidence"] and out["label"].between(0, 9).all()
 
 
-def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "pipelines.spiking", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)
-
-
 def _runs():
     c = MlflowClient(tracking.tracking_uri())
     exp = c.get_experiment_by_name("spiking")
@@ -51,18 +43,19 @@ def _runs():
     (["--split", "speaker:bob"], "no speaker 'bob'"),
     (["--model.delays", "lots"], "model.delays: unknown 'lots'"),
 ])
-def test_bad_config_exits_2_without_a_run(args, msg):
-    res = _cli(*args)
-    assert res.returncode == 2 and msg in res.stderr and "Traceback" not in res.stderr, res.stderr[-1500:]
+def test_bad_config_exits_2_without_a_run(args, msg, cli):
+    code, err = cli(SpikingJob(), *args)
+    assert code == 2 and msg in err and "Traceback" not in err, err[-1500:]
     assert _runs() == []
 
 
-def test_corrupt_wav_names_the_file_and_writes_nothing(tmp_path, data_root):
+def test_corrupt_wav_names_the_file_and_writes_nothing(tmp_path, data_root, monkeypatch, cli):
     rec = tmp_path / "audio" / "fsdd" / "recordings"
     rec.mkdir(parents=True)
     for f in sorted((data_root / "audio" / "fsdd" / "recordings").glob("*_0.wav"))[:12]:
         shutil.copy(f, rec / f.name)
     (rec / "5_theo_33.wav").write_bytes(b"RIFF....WAVEfmt garbage")
-    res = _cli(env={"FFN_DATA_DIR": str(tmp_path)})
-    assert res.returncode == 2 and "5_theo_33.wav: not a readable WAV file" in res.stderr, res.stderr[-1500:]
+    monkeypatch.setenv("FFN_DATA_DIR", str(tmp_path))
+    code, err = cli(SpikingJob())
+    assert code == 2 and "5_theo_33.wav: not a readable WAV file" in err, err[-1500:]
     assert _runs() == []

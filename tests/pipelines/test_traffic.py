@@ -74,12 +74,11 @@ def test_pipeline_logs_scores_gbm_and_a_model_that_labels_captures(tmp_path, dat
     assert score == pytest.approx(1 - m["test_macro_f1"], abs=1e-6)
 
 
-def test_a_bad_capture_is_one_error_line_exit_2_and_nothing_registered(tmp_path):
+def test_a_bad_capture_is_one_error_line_exit_2_and_nothing_registered(tmp_path, cli):
     (tmp_path / "empty.pcap").write_bytes(b"")
-    res = subprocess.run([sys.executable, "-m", "pipelines.traffic", "--data.path", str(tmp_path / "empty.pcap"),
-                          *FAST], capture_output=True, text=True, env=dict(os.environ), timeout=600)
-    assert res.returncode == 2, res.stderr[-2000:]
-    assert "empty.pcap: byte 0: empty file" in res.stderr and "Traceback" not in res.stderr
+    code, err = cli(TrafficJob(), "--data.path", tmp_path / "empty.pcap", *FAST)
+    assert code == 2, err[-2000:]
+    assert "empty.pcap: byte 0: empty file" in err and "Traceback" not in err
     assert _runs() == []
 
 

@@ -4,6 +4,7 @@ import wave
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from apps.spiking.data import SpikeData, read_shd
 from apps.spiking.encode import SpikeEncoder, read_wav
@@ -47,6 +48,38 @@ def test_encoder_resamples_and_keys_its_settings(tmp_path):
     assert SpikeEncoder(filterbank="mel").key() != enc.key() and SpikeEncoder(filterbank="mel").gain == 2.0
     with pytest.raises(ValueError, match="unknown filterbank 'bark'"):
         SpikeEncoder(filterbank="bark")
+
+
+def _lif_reference(enc, x, sr):
+    """The encoder's LIF written out for one file over all its frames, binned, then cut to max_bins."""
+    d = enc.gain * (lambda e: e / np.quantile(e, enc.ref_quantile))(enc.envelope(x).double().numpy())
+    v, spikes = np.zeros(enc.channels), np.zeros_like(d)
+    for t in range(len(d)):
+        v += enc.hop_ms / enc.tau_ms * (d[t] - v)
+        spikes[t], v = v >= 1.0, np.where(v >= 1.0, 0.0, v)
+    bins = -(-len(d) // enc.per_bin)
+    counts = np.pad(spikes, ((0, bins * enc.per_bin - len(d)), (0, 0))).reshape(bins, enc.per_bin, -1).sum(1)
+    out = np.zeros((enc.max_bins, enc.channels))
+    out[:min(bins, enc.max_bins)] = counts[:enc.max_bins]
+    return np.minimum(out, enc.max_count)
+
+
+def test_batched_encoding_equals_one_file_at_a_time_and_a_plain_lif(data_root):
+    """Files of different lengths (one longer than max_bins) encoded in uneven batches equal each file alone,
+    and a float64 LIF over every frame of the file: the zero padding never spikes and the frames past max_bins
+    that the encoder skips never reach the output."""
+    rec = data_root / "audio" / "fsdd" / "recordings"
+    names = ["3_jackson_7.wav", "0_theo_0.wav", "7_nicolas_12.wav", "5_yweweler_30.wav", "9_george_3.wav"]
+    waves = [read_wav(rec / n) for n in names]
+    long = max(range(len(waves)), key=lambda i: len(waves[i][0]))
+    waves[long] = (np.tile(waves[long][0], 2), 8000)  # > 0.8 s: cut
+    enc = SpikeEncoder()
+    batched = enc.encode(waves, batch=2)
+    alone = torch.stack([enc(x, sr) for x, sr in waves])
+    assert torch.equal(batched, alone) and batched.shape == (5, 40, 128) and int(batched.sum()) > 1000
+    for (x, sr), got in zip(waves, batched):
+        ref = _lif_reference(enc, x, sr)
+        assert np.abs(ref - got.numpy()).sum() <= 2, np.abs(ref - got.numpy()).sum()  # float32 vs float64 ties
 
 
 @pytest.mark.parametrize("filterbank", ["gammatone", "mel"])

@@ -44,6 +44,15 @@ def test_forecast_bench_quick_has_parent_and_child_runs():
     assert "bench_forecast.md" in {a.path for a in c.list_artifacts(parent[0].info.run_id)}
 
 
+def test_forecast_cell_is_reproduced_only_within_the_tolerance_on_either_side():
+    from pipelines.bench.forecast import _row
+    from apps.forecast.presets import published
+
+    mse, mae = published("rlinear", "ETTh1", 96)
+    verdict = {d: _row("rlinear", "ETTh1", 96, [(mse + d, mae)], None)[-1] for d in (-0.02, -0.005, 0.005, 0.02)}
+    assert verdict == {-0.02: "no", -0.005: "yes", 0.005: "yes", 0.02: "no"}, verdict
+
+
 def test_bench_rejects_bad_configs_fast(bench_cli):
     """Exit 2 and the reason, before any work."""
     for args, msg in [(("forecast", "--models", "informer"), "unknown forecast model 'informer'"),

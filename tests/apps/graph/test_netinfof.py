@@ -54,3 +54,70 @@ def test_usable_information_bounds():
     noise = (torch.randn(4000), torch.randn(4000))
     score = usable_information(noise, (torch.randn(4000), torch.randn(4000)), bins=8)
     assert abs(score - 0.5) < 0.03 and math.isfinite(score)
+
+
+def _toy_split(n=40, f=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    e = torch.randint(0, n, (2, 160), generator=g)
+    sp = split_edges(torch.cat([e, e.flip(0)], 1), n, seed=seed)
+    return torch.randn(n, f, generator=g), sp
+
+
+def _residual(target: torch.Tensor, basis: torch.Tensor) -> float:
+    """Relative least-squares residual of target's columns on [1, basis] (0: inside the span)."""
+    b = torch.cat([torch.ones(basis.size(0), 1), basis], 1).double()
+    sol = torch.linalg.lstsq(b, target.double()).solution
+    return float((b @ sol - target.double()).norm() / target.double().norm())
+
+
+def _dense(op) -> torch.Tensor:
+    return op @ torch.eye(op.shape[1])
+
+
+def test_embeddings_are_the_views_the_paper_defines_on_the_training_graph_only():
+    """F spans PCA directions of X; Psl of Â²X with self-loops; Pns of Ā²X without (and not of the other one);
+    standardised columns; test edges never reach them."""
+    from apps.graph.conv import gcn_norm
+    from apps.graph.netinfof import node_embeddings
+
+    x, sp = _toy_split()
+    emb = node_embeddings(x, sp, d=4)
+    assert {k: tuple(v.shape) for k, v in emb.items()} == {k: (40, 4) for k in ("U", "F", "Psl", "Pns")}
+    for z in emb.values():
+        torch.testing.assert_close(z.mean(0), torch.zeros(4), atol=1e-5, rtol=0)
+        torch.testing.assert_close(z.std(0), torch.ones(4), atol=1e-4, rtol=0)
+    a_sl, a_ns = (_dense(gcn_norm(sp.train_graph, 40, self_loops=s)) for s in (True, False))
+    assert _residual(emb["F"], x) < 1e-5
+    assert _residual(emb["Psl"], a_sl @ a_sl @ x) < 1e-5 and _residual(emb["Psl"], a_ns @ a_ns @ x) > 0.05
+    assert _residual(emb["Pns"], a_ns @ a_ns @ x) < 1e-5 and _residual(emb["Pns"], a_sl @ a_sl @ x) > 0.05
+    moved = EdgeSplit(sp.num_nodes, sp.train_pos, sp.train_neg, sp.val_pos, sp.val_neg, sp.test_neg, sp.test_pos)
+    again = node_embeddings(x, moved, d=4)
+    assert all(torch.equal(emb[k], again[k]) for k in emb)
+
+
+def test_act_with_unit_weights_is_the_sum_of_the_compatibility_similarities():
+    """NetInfoF_Act's features are z_i ⊙ (H z_j) per embedding, so unit weights give Σ_views z_i^T H z_j."""
+    from apps.graph.netinfof import NetInfoFAct, compatibility, node_embeddings, similarity
+
+    x, sp = _toy_split(seed=1)
+    emb = node_embeddings(x, sp, d=4)
+    hs = {k: compatibility(z, sp) for k, z in emb.items()}
+    act = NetInfoFAct(emb, hs)
+    with torch.no_grad():
+        act.lin.weight.fill_(1.0)
+        act.lin.bias.zero_()
+        pairs = torch.cat([sp.test_pos, sp.test_neg], 1)
+        torch.testing.assert_close(act(pairs), sum(similarity(emb[k], hs[k], pairs) for k in emb),
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_holdout_supervision_splits_the_training_edges_into_disjoint_message_and_supervision_sets():
+    from apps.graph.netinfof import holdout_supervision
+
+    _, sp = _toy_split(seed=2)
+    msg, sup = holdout_supervision(sp, fraction=0.25, seed=0)
+    as_set = lambda t: {tuple(p) for p in t.t().tolist()}  # noqa: E731
+    assert as_set(msg.train_pos) | as_set(sup.train_pos) == as_set(sp.train_pos)
+    assert not as_set(msg.train_pos) & as_set(sup.train_pos)
+    assert sup.train_pos.size(1) == int(0.25 * sp.train_pos.size(1)) == sup.train_neg.size(1)
+    assert torch.equal(msg.test_pos, sp.test_pos) and torch.equal(sup.val_neg, sp.val_neg)

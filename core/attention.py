@@ -33,13 +33,13 @@ class Attention(nn.Module):
     def _heads(self, t):
         return t.view(t.shape[0], t.shape[1], self.heads, -1).transpose(1, 2)
 
-    def forward(self, x, attn_mask=None, context=None, context_mask=None):
-        b, n, d = x.shape
-        kv = x if context is None else torch.cat([context, x], 1)
-        q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(kv)), self._heads(self.v_proj(kv))
+    def _masks(self, x, kv, attn_mask, context, context_mask):
+        """-> (attn_mask, is_causal) for SDPA: the causal triangle over x's own keys and the context's padding
+        folded into ``attn_mask`` when either has to be combined with something else."""
+        b, n = x.shape[:2]
         causal = self.causal
         if context is not None and (causal or context_mask is not None):
-            m = k.new_ones(b, 1, n, kv.shape[1], dtype=torch.bool)
+            m = x.new_ones(b, 1, n, kv.shape[1], dtype=torch.bool)
             if causal:
                 m[..., context.shape[1]:] = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
             if context_mask is not None:
@@ -51,6 +51,25 @@ class Attention(nn.Module):
             tri = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
             attn_mask = attn_mask & tri if attn_mask.dtype == torch.bool else attn_mask.masked_fill(~tri, float("-inf"))
             causal = False
+        return attn_mask, causal
+
+    def forward(self, x, attn_mask=None, context=None, context_mask=None):
+        b, n, d = x.shape
+        kv = x if context is None else torch.cat([context, x], 1)
+        q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(kv)), self._heads(self.v_proj(kv))
+        attn_mask, causal = self._masks(x, kv, attn_mask, context, context_mask)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal,
                                            dropout_p=self.attn_drop if self.training else 0.0)
         return self.out_proj(y.transpose(1, 2).reshape(b, n, d))
+
+    def attention_weights(self, x, attn_mask=None, context=None, context_mask=None) -> torch.Tensor:
+        """The weights ``forward`` averages the values with (no dropout), [B, heads, L, Lc + L]: for probes."""
+        kv = x if context is None else torch.cat([context, x], 1)
+        q, k = self._heads(self.q_proj(x)), self._heads(self.k_proj(kv))
+        attn_mask, causal = self._masks(x, kv, attn_mask, context, context_mask)
+        s = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+        if causal:
+            attn_mask = torch.ones(x.shape[1], kv.shape[1], dtype=torch.bool, device=x.device).tril()
+        if attn_mask is not None:
+            s = s.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else s + attn_mask
+        return s.softmax(-1)

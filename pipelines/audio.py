@@ -21,7 +21,7 @@ from apps.audio.data import AudioQA
 from apps.audio.models import CONNECTORS, INTEGRATIONS, AudioLM
 from apps.audio.predict import AudioQAPredictor
 from apps.audio.questions import TYPES
-from apps.audio.task import AudioQATask, fit_connector_stages, macro_by_type
+from apps.audio.task import AudioQATask, answer_mask, fit_connector_stages, macro_by_type
 from core.datadir import data_dir
 from pipelines.options import Param, Section, ffn_choices, ffn_section
 from pipelines.runner import Job, main
@@ -79,11 +79,11 @@ class AudioJob(Job):
     def score(self, predictor, dm) -> float:
         """1 - the macro accuracy over question types on ``dm``'s held-out questions (training templates)."""
         right, types = [], []
+        mask = answer_mask(predictor.model.head.out_features, predictor.vocab.answers)
         with torch.no_grad():
             for b in dm.test_dataloader():
                 keep = ~b["rephrased"]
-                ids = (predictor.model(b["tokens"], b["audio"])[:, predictor.vocab.answers]).argmax(-1)
-                pred = torch.tensor(predictor.vocab.answers)[ids]
+                pred = (predictor.model(b["tokens"], b["audio"]) + mask).argmax(-1)
                 right.append((pred == b["answer"])[keep])
                 types.append(b["qtype"][keep])
         return 1.0 - macro_by_type(torch.cat(right), torch.cat(types))[0]

@@ -13,6 +13,7 @@ import torch
 from apps.audio.data import SAMPLE_RATE, read_wave
 from apps.audio.encoders import build_encoder, encode_waves
 from apps.audio.questions import ANS, BOS, Vocab
+from apps.audio.task import answer_mask
 from core.datadir import DataError
 
 
@@ -45,10 +46,9 @@ class AudioQAPredictor:
         waves = [torch.from_numpy(read_wave(p)) for p in df["path"]]
         toks = [torch.tensor(self.tokens(q)) for q in df["question"]]
         tokens = torch.nn.utils.rnn.pad_sequence(toks, batch_first=True)
-        answers = torch.full((self.model.head.out_features,), float("-inf"))
-        answers[self.vocab.answers] = 0.0
+        mask = answer_mask(self.model.head.out_features, self.vocab.answers)
         with torch.no_grad():
-            prob = (self.model(tokens, self._features(waves)) + answers).softmax(-1)
+            prob = (self.model(tokens, self._features(waves)) + mask).softmax(-1)
         p, idx = prob.max(-1)
         return pd.DataFrame({"path": df["path"].astype(str).to_numpy(), "question": df["question"].astype(str),
                              "answer": [self.vocab.itos[i] for i in idx.tolist()],

@@ -67,14 +67,8 @@ def audio_attention_mass(model, dm, split: str = "test", limit: int = 512) -> li
 
     def hook(att, args, kwargs):
         x = args[0]
-        ctx, mask = kwargs.get("context"), kwargs.get("attn_mask")
-        kv = x if ctx is None else torch.cat([ctx, x], 1)
-        q, k = att._heads(att.q_proj(x)), att._heads(att.k_proj(kv))
-        s = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
-        if mask is not None:
-            s = s.masked_fill(~mask, float("-inf"))
-        p = s.softmax(-1)  # [B, H, Nq, Nk]
-        n_audio = kv.shape[1] - b["tokens"].shape[1]  # PLITS prefix or LAL context: the keys before the text
+        p = att.attention_weights(x, **{k: v for k, v in kwargs.items() if k != "x"})  # [B, H, Nq, Nk]
+        n_audio = p.shape[-1] - b["tokens"].shape[1]  # PLITS prefix or LAL context: the keys before the text
         q_at = x.shape[1] - b["tokens"].shape[1] + last  # the <ans> row (after any prefix)
         rows_p = p[torch.arange(len(last)), :, q_at]  # [B, H, Nk]
         masses.append(float(rows_p[..., :n_audio].sum(-1).mean()) if n_audio > 0 else 0.0)

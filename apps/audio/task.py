@@ -28,6 +28,13 @@ def set_stage(model, stage: int) -> None:
             p.requires_grad_(True)
 
 
+def answer_mask(size: int, answer_ids: list[int]) -> torch.Tensor:
+    """[size]: 0 at the answer words, -inf elsewhere; added to the logits, argmax and softmax see answers only."""
+    mask = torch.full((size,), float("-inf"))
+    mask[answer_ids] = 0.0
+    return mask
+
+
 def macro_by_type(correct: torch.Tensor, qtype: torch.Tensor) -> tuple[float, dict[str, float]]:
     """-> (mean over the types present of their accuracy, type -> accuracy)."""
     per = {TYPES[t]: correct[qtype == t].float().mean().item() for t in qtype.unique().tolist()}
@@ -45,9 +52,7 @@ class AudioQATask(pl.LightningModule):
     def __init__(self, model, answer_ids: list[int], stage: int = 2, lr: float = 1e-3, weight_decay: float = 0.01):
         super().__init__()
         self.model, self.stage, self.lr, self.weight_decay = model, stage, lr, weight_decay
-        mask = torch.full((model.head.out_features,), float("-inf"))
-        mask[answer_ids] = 0.0
-        self.register_buffer("answer_mask", mask)
+        self.register_buffer("answer_mask", answer_mask(model.head.out_features, answer_ids))
         self.reference: dict[str, float] = {}
         set_stage(model, stage)
 

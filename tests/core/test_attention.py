@@ -58,3 +58,25 @@ def test_context_keys_equal_the_loop_and_hide_their_padding(causal):
 def test_attention_rejects_a_width_the_heads_do_not_divide():
     with pytest.raises(ValueError, match="not divisible by heads 5"):
         Attention(12, heads=5)
+
+
+@pytest.mark.parametrize("causal,with_context", [(False, False), (True, False), (False, True), (True, True)])
+def test_attention_weights_are_the_ones_forward_averages_with(causal, with_context):
+    """Probes read ``attention_weights``: rows sum to 1, masked keys get 0, and weights @ V is forward's output."""
+    torch.manual_seed(0)
+    att = Attention(12, heads=3, causal=causal).eval()
+    x = torch.randn(2, 5, 12)
+    kw = {"context": torch.randn(2, 4, 12), "context_mask": torch.tensor([[True] * 4, [True, False, True, False]])} \
+        if with_context else {}
+    p = att.attention_weights(x, **kw)
+    c = 4 if with_context else 0
+    assert p.shape == (2, 3, 5, c + 5)
+    torch.testing.assert_close(p.sum(-1), torch.ones(2, 3, 5))
+    if causal:
+        assert float(p[..., c:].masked_select(torch.ones(5, 5, dtype=torch.bool).triu(1)).abs().max()) == 0.0
+    if with_context:
+        assert float(p[1, :, :, [1, 3]].abs().max()) == 0.0
+    kv = x if not with_context else torch.cat([kw["context"], x], 1)
+    v = att._heads(att.v_proj(kv))
+    y = att.out_proj((p @ v).transpose(1, 2).reshape(2, 5, 12))
+    torch.testing.assert_close(y, att(x, **kw), rtol=1e-5, atol=1e-5)

@@ -93,7 +93,8 @@ def test_graph_bench_quick_node_and_speed_sections(bench_cli):
     assert res.returncode == 0, res.stderr[-2000:]
     row = next(ln for ln in res.stdout.splitlines() if ln.startswith("| Cora "))
     assert 75 < float(row.split("|")[4].split()[0]) < 85, row  # our GCN accuracy on Cora's public split (paper 81.5)
-    assert "PyG GCNConv(cached=True)" in res.stdout
+    speed = [ln.split("|") for ln in res.stdout.splitlines() if ln.startswith(("| first", "| the same", "| full"))]
+    assert len(speed) == 3 and all(float(r[-2]) > 0 for r in speed), speed  # measured ratios, ours / PyG
     assert _bench_run("graph") == {"bench_graph_node.md", "bench_graph_speed.md"}
 
 

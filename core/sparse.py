@@ -2,8 +2,8 @@
 
 torch's CSR ``A @ X`` is fast forward but its autograd path for ``X`` is slow on CPU (it falls back to
 dense-ish kernels). Here ``A`` and ``A^T`` are both stored as CSR once, and the backward is the CSR product
-``A^T @ dY``: for Cora's 2708 x 1433 binary features (1.3 % dense) one forward+backward drops from ~4.6 ms
-(dense) to ~0.25 ms. Dropout on the stored values (Kipf & Welling's sparse input dropout) keeps the two copies
+``A^T @ dY`` (Cora's 1.3 %-dense features through a GCN layer: ``python -m pipelines.bench graph --sections
+speed``, the sparse-features row). Dropout on the stored values (Kipf & Welling's sparse input dropout) keeps the two copies
 consistent through a fixed value permutation. No gradient flows to ``A``'s values.
 """
 from __future__ import annotations

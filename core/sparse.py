@@ -1,9 +1,9 @@
 """A fixed sparse matrix times a dense one, with a cheap backward: ``SparseOperator(A) @ X``.
 
-torch's CSR ``A @ X`` is fast forward but its autograd path for ``X`` is slow on CPU (it falls back to
-dense-ish kernels). Here ``A`` and ``A^T`` are both stored as CSR once, and the backward is the CSR product
-``A^T @ dY`` (Cora's 1.3 %-dense features through a GCN layer: ``python -m pipelines.bench graph --sections
-speed``, the sparse-features row). Dropout on the stored values (Kipf & Welling's sparse input dropout) keeps the two copies
+torch's CSR ``A @ X`` is fast forward but its autograd path for ``X`` is slow on CPU (it falls back to dense-ish
+kernels). Here ``A`` and ``A^T`` are both stored as CSR once, and the backward is the CSR product ``A^T @ dY``
+(Cora's 1.3 %-dense features through a GCN layer: ``python -m pipelines.bench graph --sections speed``, the
+sparse-features row). Dropout on the stored values (Kipf & Welling's sparse input dropout) keeps the two copies
 consistent through a fixed value permutation. No gradient flows to ``A``'s values.
 """
 from __future__ import annotations

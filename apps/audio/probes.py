@@ -67,7 +67,7 @@ def audio_attention_mass(model, dm, split: str = "test", limit: int = 512) -> li
 
     def hook(att, args, kwargs):
         x = args[0]
-        p = att.attention_weights(x, **{k: v for k, v in kwargs.items() if k != "x"})  # [B, H, Nq, Nk]
+        p = att.attention_weights(x, **kwargs)  # [B, H, Nq, Nk]
         n_audio = p.shape[-1] - b["tokens"].shape[1]  # PLITS prefix or LAL context: the keys before the text
         q_at = x.shape[1] - b["tokens"].shape[1] + last  # the <ans> row (after any prefix)
         rows_p = p[torch.arange(len(last)), :, q_at]  # [B, H, Nk]

@@ -15,9 +15,7 @@ everything -- and tested at its best validation epoch; no MLflow run per model):
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 
 import pytorch_lightning as pl
 import torch
@@ -28,7 +26,7 @@ from apps.audio.questions import TYPES
 from apps.audio.task import AudioQATask, fit_connector_stages
 from core.datadir import fsdd_files
 from core.datadir import data_dir
-from pipelines.bench.sections import add_common, bench_main, check_sections
+from pipelines.bench.sections import add_common, bench_main, check_sections, interleaved_ms
 from pipelines.bench.table import markdown, mean_std
 
 SECTIONS = ("integration", "encoders", "probes", "cost")
@@ -155,15 +153,7 @@ def cost(a) -> str:
         audio = {"mel": (torch.randn(b, na, d, generator=g), torch.ones(b, na, dtype=torch.bool))}
         steps = {n: (lambda m=m: m(tokens, audio).logsumexp(-1).sum().backward()) for n, m in models.items()}
         mem = {n: _activation_bytes(f) for n, f in steps.items()}
-        for f in steps.values():  # warm-up
-            f()
-        times: dict[str, list[float]] = {n: [] for n in steps}
-        for _ in range(a.reps):
-            for n, f in steps.items():
-                t = time.perf_counter()
-                f()
-                times[n].append(time.perf_counter() - t)
-        med = {n: statistics.median(v) for n, v in times.items()}
+        med = {n: ms / 1e3 for n, ms in interleaved_ms(steps, a.reps, warmup=1).items()}  # seconds
         for n in steps:
             rows.append([na, n.upper(), f"{1000 * med[n]:.1f}", f"{b / med[n]:,.0f}", f"{med['plits'] / med[n]:.2f}",
                          f"{mem[n] / 2 ** 20:.1f}", f"{mem[n] / mem['plits']:.2f}"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import pytorch_lightning as pl
 import torch
@@ -23,7 +22,7 @@ from apps.graph.metrics import hits_at_k, split_edges
 from apps.graph.models import GNN
 from apps.graph.netinfof import NetInfoFAct, fit_act, node_embeddings, probe
 from apps.graph.task import NodeClassifier
-from pipelines.bench.sections import add_common, bench_main, check_sections
+from pipelines.bench.sections import add_common, bench_main, check_sections, interleaved_ms
 from pipelines.bench.table import markdown, mean_std
 
 SECTIONS = ("node", "forward", "init", "link", "speed")
@@ -145,27 +144,12 @@ def link(a) -> str:
                      "probe score % (val)", "measured acc % (test)"], rows)
 
 
-def _timed(fns: dict, reps: int, inner: int = 10) -> dict[str, float]:
-    """Median ms per call of each fn, the fns interleaved round by round (the same machine load), after warm-up."""
-    for f in fns.values():
-        for _ in range(5):
-            f()
-    times = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, f in fns.items():
-            t = time.perf_counter()
-            for _ in range(inner):
-                f()
-            times[k].append((time.perf_counter() - t) / inner * 1e3)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def speed(a) -> str:
     """Three measures, Cora, interleaved: (1) the first layer's convolution and its backward on the same dense
     input, ours (cached CSR Â and Â^T) vs PyG's GCNConv(cached=True) with the same weights, checked equal first;
     (2) the same layer with the features kept sparse (our default for bag-of-words input); (3) a whole full-batch
     training epoch as each model runs it by default (ours: sparse features and dropout on their stored values;
-    PyG: dense features and dense dropout, which alone costs about as much as its convolutions)."""
+    PyG: dense features and dense dropout)."""
     from torch_geometric.nn import GCNConv as PyGGCNConv
 
     from apps.graph.conv import GCNConv, gcn_norm
@@ -208,9 +192,9 @@ def speed(a) -> str:
             opt.step()
         return step
 
-    ms = _timed({"conv ours": layer(lambda: ours(d.x, adj)), "conv pyg": layer(lambda: ref(d.x, d.edge_index)),
+    ms = interleaved_ms({"conv ours": layer(lambda: ours(d.x, adj)), "conv pyg": layer(lambda: ref(d.x, d.edge_index)),
                  "conv sparse": layer(lambda: ours(xs, adj)), "epoch ours": epoch("gcn"),
-                 "epoch pyg": epoch("pyg_gcn")}, a.reps)
+                 "epoch pyg": epoch("pyg_gcn")}, a.reps, warmup=5, inner=10)
     rows = [["first GCN layer (1433 -> 16), forward + backward, the same dense input", "dense features",
              f"{ms['conv ours']:.2f}", f"{ms['conv pyg']:.2f}", f"{ms['conv ours'] / ms['conv pyg']:.2f}"],
             ["the same layer, the features kept sparse (1.3 % nonzero)", "sparse features",

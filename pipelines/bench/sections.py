@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import statistics
 import sys
 import time
 import warnings
@@ -23,6 +24,22 @@ def check_sections(ap, a, sections: tuple[str, ...]):
     if bad:
         ap.error(f"unknown section(s) {bad}; known: {', '.join(sections)}")
     return a
+
+
+def interleaved_ms(fns: dict, reps: int, warmup: int = 5, inner: int = 1) -> dict[str, float]:
+    """Median ms per call of each fn: ``warmup`` calls each, then ``reps`` rounds in which every fn runs ``inner``
+    times in turn (interleaved, so all see the same machine load)."""
+    for f in fns.values():
+        for _ in range(warmup):
+            f()
+    times = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, f in fns.items():
+            t = time.perf_counter()
+            for _ in range(inner):
+                f()
+            times[k].append((time.perf_counter() - t) / inner * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def quiet() -> None:

@@ -31,7 +31,7 @@ from apps.spiking.encode import FILTERBANKS, GAINS
 from apps.spiking.models import DelaySNN, count_parameters
 from apps.spiking.task import SpikeClassifier
 from core.datadir import DataError, data_dir
-from pipelines.bench.sections import add_common, check_sections, quiet, run_sections
+from pipelines.bench.sections import add_common, check_sections, interleaved_ms, quiet, run_sections
 from pipelines.bench.table import markdown, mean_std
 from pipelines.runner import set_threads
 
@@ -183,18 +183,13 @@ def speed(a) -> str:
     fns = {"train ours": train_ours, "train dense": train_dense, "infer training form": infer_train_form,
            "infer integer delays": infer_rounded, "train ours hidden": lambda: train_ours(xg),
            "train dense hidden": lambda: train_dense(xbg), "infer dense": infer_dense, "infer integer 2": infer_rounded}
-    times = {k: [] for k in fns}
     for f in fns.values():
         for _ in range(3):
             f()
+    m = {}
     for pair in (("train ours", "train dense"), ("train ours hidden", "train dense hidden"),
                  ("infer training form", "infer integer delays"), ("infer dense", "infer integer 2")):
-        for _ in range(a.reps):  # each pair interleaved, so both sides see the same machine load
-            for k in pair:
-                t = time.perf_counter()
-                fns[k]()
-                times[k].append((time.perf_counter() - t) * 1e3)
-    m = {k: statistics.median(v) for k, v in times.items()}
+        m.update(interleaved_ms({k: fns[k] for k in pair}, a.reps, warmup=0))  # both sides, the same load
     return markdown(["measure", "ours ms", "reference ms", "ratio ours / reference"], [
         ["training step (fwd+bwd), learned delays vs dense Conv1d with the full D-tap kernel",
          f"{m['train ours']:.1f}", f"{m['train dense']:.1f}", f"{m['train ours'] / m['train dense']:.2f}"],

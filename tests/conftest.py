@@ -71,16 +71,27 @@ def use_store() -> None:
     tracking.activate()
 
 
+def in_process(capsys, main, argv: list) -> tuple[int, str, str]:
+    """A command's ``main(argv)`` run in-process -> (exit code, stdout, stderr); argparse's own exits count too.
+    (A subprocess per case costs ~10 s of imports; each ``python -m`` path is still run for real somewhere.)"""
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 @pytest.fixture
 def cli(capsys):
-    """A pipeline's command line run in-process: ``cli(job, *args) -> (exit code, stderr)``, the same
-    ``pipelines.runner.main`` that ``python -m pipelines.<app>`` exits with (a subprocess per case cost ~10 s of
-    imports; the ``python -m`` path itself is tested in test_options and by each app's end-to-end run)."""
+    """A pipeline's command line in-process: ``cli(job, *args) -> (exit code, stderr)``, the same
+    ``pipelines.runner.main`` that ``python -m pipelines.<app>`` exits with (the ``python -m`` path itself is tested
+    in test_options and by each app's end-to-end run)."""
     from pipelines.runner import main
 
     def call(job, *args):
-        capsys.readouterr()
-        code = main(job, [str(a) for a in args])
-        return code, capsys.readouterr().err
+        code, _, err = in_process(capsys, lambda argv: main(job, argv), list(args))
+        return code, err
 
     return call

@@ -7,6 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipelines import tracking
+from tests.conftest import in_process
 
 pytestmark = pytest.mark.slow
 
@@ -18,13 +19,8 @@ def bench_cli(capsys):
     from pipelines.bench.__main__ import main
 
     def call(*args):
-        capsys.readouterr()
-        try:
-            code = main(list(args))
-        except SystemExit as e:  # argparse's own errors
-            code = e.code
-        out = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+        code, out, err = in_process(capsys, main, list(args))
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
 
     return call
 

@@ -1,68 +1,121 @@
 """Our selective scan and Mamba block against the reference CPU implementation (``mambapy``):
 ``python -m pipelines.bench ssm [--quick]`` (needs the ``bench`` extra: ``pip install -e .[bench]``).
 
-1. The selective scan, forward + backward, fp32, batch 16, d_inner 256, d_state 16, at L = 11, 64, 256,
-   1024: ours (path chosen automatically) vs mambapy's parallel scan (Blelloch, padded to a power of two)
-   vs mambapy's sequential loop. Median wall and CPU time over repeats; peak memory of one forward +
-   backward above the inputs (the kernel's peak-RSS mark, reset before the run, in a fresh process per cell).
-2. S-Mamba (ETTh1, L=96, H=96, the paper's settings) with our Mamba mixers vs mambapy's ``MambaBlock``:
-   one training step (forward, backward, Adam) and inference latency on real ETTh1 batches.
-All cells of a table run in this one invocation, side by side; ratios are ours / best mambapy.
+Sections (all cells in this one process, interleaved so every cell sees the same machine load):
+
+``scan``: the selective scan, forward + backward, fp32, batch 16, d_inner 256, d_state 16, at L = 11, 64, 256,
+  1024: both of our CPU paths (sequential and chunked parallel; the table says which one ``mode="auto"`` takes)
+  vs mambapy's parallel scan (Blelloch, padded to a power of two) and its sequential loop, as
+  ``mambapy.mamba.MambaBlock`` writes them. Before any timing, every implementation's output and input gradients
+  are checked against mambapy's parallel scan at mamba-ssm's fp32 tolerance (a mismatch stops the bench). Median
+  over interleaved repeats after one warm-up; a cell whose warm-up took longer than 20 s is timed by that
+  run alone. Peak memory of one forward + backward above what was resident before it (the kernel's peak-RSS mark,
+  after glibc's ``malloc_trim`` has returned the free pages of earlier cells).
+
+  mambapy's sequential loop grows about as L^2, so it runs up to L = 256 unless ``--sequential-max-len`` says
+  more: its forward indexes ``dA[:, t]`` and ``BX[:, t]`` once per step, and the backward of each index
+  (``select_backward``) writes a zero tensor of the whole [B, L, D, N] input into which it scatters one step's
+  gradient, so the backward moves L x B·L·D·N floats.
+
+``model``: S-Mamba (ETTh1, L = 96, H = 96, the paper's settings) with our Mamba mixers vs the same model with
+  mambapy's ``MambaBlock`` holding the same weights (outputs checked equal first): one training step (forward,
+  backward, Adam) and inference, median over the same real ETTh1 batches, interleaved.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import subprocess
+import ctypes
 import sys
 import time
 
 import torch
 
+from pipelines.bench.sections import add_common, bench_main, check_sections, interleaved_ms
+from pipelines.bench.table import markdown
+
 BATCH, D_INNER, D_STATE = 16, 256, 16
 LENGTHS = (11, 64, 256, 1024)
+RTOL, ATOL = 6e-4, 2e-3  # mamba-ssm tests/ops/test_selective_scan.py, fp32
+IMPLS = ("ours_sequential", "ours_parallel", "mambapy_parallel", "mambapy_sequential")
+SLOW_S = 20.0  # a cell whose warm-up takes longer is timed by that run alone
 
 
-def _scan_inputs(L: int, ours: bool):
+class Mismatch(RuntimeError):
+    """Ours and the reference disagree beyond the tolerance: timing them would compare different things."""
+
+
+def scan_inputs(L: int, batch: int = BATCH, d_inner: int = D_INNER, d_state: int = D_STATE):
+    """x, delta [B, L, D]; A [D, N]; B, C [B, L, N]; D [D] (mambapy's layout), fixed seed."""
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(BATCH, L, D_INNER, generator=g)
-    delta = 0.5 * torch.rand(BATCH, L, D_INNER, generator=g)
-    A = -torch.rand(D_INNER, D_STATE, generator=g)
-    B, C = torch.randn(BATCH, L, D_STATE, generator=g), torch.randn(BATCH, L, D_STATE, generator=g)
-    D = torch.randn(D_INNER, generator=g)
-    if ours:  # mamba-ssm layout [B, C, L]
-        x, delta, B, C = (t.transpose(1, 2).contiguous() for t in (x, delta, B, C))
-    return [t.requires_grad_() for t in (x, delta, A, B, C, D)]
+    return dict(x=torch.randn(batch, L, d_inner, generator=g), delta=0.5 * torch.rand(batch, L, d_inner, generator=g),
+                A=-torch.rand(d_inner, d_state, generator=g), B=torch.randn(batch, L, d_state, generator=g),
+                C=torch.randn(batch, L, d_state, generator=g), D=torch.randn(d_inner, generator=g))
 
 
-def _scan_fn(impl: str, L: int):
-    """A closure running one forward + backward of ``impl`` at length L."""
-    if impl == "ours":
-        from core.ssm import selective_scan
+def _ours(mode: str):
+    from core.ssm import selective_scan
 
-        x, delta, A, B, C, D = _scan_inputs(L, True)
-        return lambda: selective_scan(x, delta, A, B, C, D).sum().backward()
+    def f(x, delta, A, B, C, D):  # mamba-ssm layout [B, D, L] in and out
+        y = selective_scan(x.transpose(1, 2), delta.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2), D,
+                           mode=mode)
+        return y.transpose(1, 2)
+    return f
+
+
+def _mambapy(parallel: bool):
     from mambapy.pscan import pscan
 
-    x, delta, A, B, C, D = _scan_inputs(L, False)
-
-    def mambapy(parallel: bool):
-        # mambapy.mamba.MambaBlock.selective_scan / selective_scan_seq, as the package writes them
+    def f(x, delta, A, B, C, D):  # mambapy.mamba.MambaBlock.selective_scan / selective_scan_seq, as it writes them
         dA = torch.exp(delta.unsqueeze(-1) * A)
         BX = delta.unsqueeze(-1) * B.unsqueeze(2) * x.unsqueeze(-1)
         if parallel:
             hs = pscan(dA, BX)
         else:
-            h, hl = torch.zeros(BATCH, D_INNER, D_STATE), []
-            for t in range(L):
+            h, hl = torch.zeros(x.shape[0], x.shape[2], A.shape[1]), []
+            for t in range(x.shape[1]):
                 h = dA[:, t] * h + BX[:, t]
                 hl.append(h)
             hs = torch.stack(hl, dim=1)
-        y = (hs @ C.unsqueeze(-1)).squeeze(3) + D * x
-        y.sum().backward()
+        return (hs @ C.unsqueeze(-1)).squeeze(3) + D * x
+    return f
 
-    return lambda: mambapy(impl == "mambapy_parallel")
+
+SCANS = {"ours_sequential": lambda: _ours("sequential"), "ours_parallel": lambda: _ours("parallel"),
+         "mambapy_parallel": lambda: _mambapy(True), "mambapy_sequential": lambda: _mambapy(False)}
+
+
+def fwd_bwd(impl: str, inputs: dict):
+    """One forward + backward of ``impl`` with the gradient of sum(y): returns a closure giving (y, grads)."""
+    fn = SCANS[impl]()
+    leaves = {k: v.clone().requires_grad_() for k, v in inputs.items()}
+
+    def run():
+        for v in leaves.values():
+            v.grad = None
+        y = fn(**leaves)
+        y.sum().backward()
+        return y.detach(), {k: v.grad for k, v in leaves.items()}
+    return run
+
+
+def check_same(results: dict, reference: str = "mambapy_parallel") -> dict[str, float]:
+    """Per implementation, the worst element of |ours - reference| / (atol + rtol·|reference|) over the output and
+    all input gradients (<= 1: within mamba-ssm's fp32 tolerance, as ``torch.allclose``); raises
+    :class:`Mismatch` above 1."""
+    y_ref, g_ref = results[reference]
+    worst = {}
+    for impl, (y, g) in results.items():
+        ratios = {"y": _ratio(y, y_ref), **{f"grad {k}": _ratio(g[k], g_ref[k]) for k in g_ref}}
+        what = max(ratios, key=ratios.get)
+        if ratios[what] > 1:
+            raise Mismatch(f"{impl} != {reference} at {what}: |diff| up to {ratios[what]:.3g} x the tolerance "
+                           f"(rtol {RTOL}, atol {ATOL})")
+        worst[impl] = ratios[what]
+    return worst
+
+
+def _ratio(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(((a - b).abs() / (ATOL + RTOL * b.abs())).max())
 
 
 def _status_kb(field: str) -> int:
@@ -70,41 +123,74 @@ def _status_kb(field: str) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
-def _reset_peak_rss() -> int:
-    """Reset the kernel's peak-RSS mark (Linux >= 4.0) and return the current RSS in kB."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _status_kb("VmRSS")
+def _release_free_memory() -> None:
+    """glibc ``malloc_trim(0)``: give every free page of the heap back to the kernel, so the next call's allocations
+    count in its RSS even where they reuse memory an earlier cell freed."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
 
 
-def measure_cell(impl: str, L: int, reps: int, threads: int) -> dict:
-    """Run in a fresh process: median wall / CPU seconds and peak extra memory (MB) of one fwd+bwd."""
-    torch.set_num_threads(threads)
-    f = _scan_fn(impl, L)
-    base = _reset_peak_rss()
-    t0 = time.perf_counter()
-    f()  # warm-up, also the peak-memory run
-    first = time.perf_counter() - t0
-    peak_mb = (_status_kb("VmHWM") - base) / 1024
-    walls, cpus = [first], []
-    for _ in range(reps if first < 20 else 0):  # a cell slower than 20 s is timed once
-        c, t = time.process_time(), time.perf_counter()
-        f()
-        walls.append(time.perf_counter() - t)
-        cpus.append(time.process_time() - c)
-    return {"wall": statistics.median(walls[1:] or walls), "cpu": statistics.median(cpus) if cpus else float("nan"),
-            "peak_mb": peak_mb}
+def peak_mb(f) -> float:
+    """Peak resident MB above the start during one call of f (the kernel's peak-RSS mark, reset first; Linux)."""
+    _release_free_memory()
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    base = _status_kb("VmRSS")
+    out = f()
+    del out
+    return (_status_kb("VmHWM") - base) / 1024
 
 
-def _cell_in_subprocess(impl: str, L: int, reps: int, threads: int) -> dict:
-    code = (f"import json; from pipelines.bench.ssm import measure_cell; "
-            f"print(json.dumps(measure_cell({impl!r}, {L}, {reps}, {threads})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def scan_cells(L: int, reps: int, seq_max_len: int = 256) -> dict:
+    """Per implementation: ms (median), peak MB, max |diff| to mambapy's parallel scan; and auto's path."""
+    from core.ssm import PATHS, pick_path
+
+    inputs = scan_inputs(L)
+    runs = {impl: fwd_bwd(impl, inputs) for impl in IMPLS if impl != "mambapy_sequential" or L <= seq_max_len}
+    first, mem, results = {}, {}, {}
+    for impl, run in runs.items():  # a memory run, then a warm-up whose result is checked and which is timed
+        mem[impl] = peak_mb(run)
+        t = time.perf_counter()
+        results[impl] = run()
+        first[impl] = time.perf_counter() - t
+    diff = check_same(results)
+    del results
+    fast = {k: (lambda r=r: r()) for k, r in runs.items() if first[k] < SLOW_S}
+    ms = interleaved_ms(fast, reps, warmup=0)
+    ms.update({k: first[k] * 1e3 for k in runs if k not in fast})
+    auto = next(k for k, v in PATHS.items() if v is pick_path("auto", L, BATCH * D_INNER * D_STATE))
+    return {"ms": ms, "mb": mem, "diff": diff, "auto": auto, "once": sorted(set(runs) - set(fast))}
 
 
-def smamba_speed(reps: int) -> dict:
-    """Train-step and inference latency of S-Mamba with our mixers vs mambapy's MambaBlock, same batches."""
+def scan_section(a) -> str:
+    rows = []
+    for L in (LENGTHS[:2] if a.quick else LENGTHS):
+        c = scan_cells(L, a.reps, a.sequential_max_len)
+        ms, mb = c["ms"], c["mb"]
+        best = min(("mambapy_parallel", "mambapy_sequential"), key=lambda k: ms.get(k, float("inf")))
+        ours = f"ours_{c['auto']}"
+        fmt = lambda k: ("not run" if k not in ms  # noqa: E731
+                         else f"{ms[k]:.1f}" + (" (1 run)" if k in c["once"] else ""))
+        rows.append([L] + [fmt(k) for k in IMPLS] + [c["auto"], f"{ms[ours] / ms[best]:.2f}",
+                     f"{min(ms['ours_sequential'], ms['ours_parallel']) / ms[best]:.2f}",
+                     f"{mb[ours]:.0f} / {mb[best]:.0f}", f"{max(c['diff'].values()):.2f}"])
+        print(" | ".join(map(str, rows[-1])), flush=True)
+    return (f"Selective scan forward + backward, fp32, batch {BATCH}, d_inner {D_INNER}, d_state {D_STATE}; "
+            "ms median of interleaved repeats; all outputs and gradients equal mambapy's parallel scan within "
+            f"rtol {RTOL} / atol {ATOL} (the last column: the worst element's |diff| / (atol + rtol·|ref|), "
+            "<= 1 passes)\n\n"
+            + markdown(["L", "ours sequential ms", "ours parallel ms", "mambapy parallel ms", "mambapy sequential ms",
+                        "auto takes", "auto / best mambapy", "best ours / best mambapy", "peak MB auto / best mambapy",
+                        "worst diff / tolerance"], rows))
+
+
+def smamba_pair():
+    """S-Mamba on ETTh1 with our mixers, and a copy whose mixers are mambapy ``MambaBlock``s with the same weights;
+    plus a few real training batches."""
+    import copy
+
     from mambapy.mamba import MambaBlock, MambaConfig
 
     from apps.forecast.data import ForecastData
@@ -113,90 +199,81 @@ def smamba_speed(reps: int) -> dict:
 
     dm = ForecastData("ETTh1")
     dm.setup()
-    batches = [b for _, b in zip(range(reps + 2), dm.train_dataloader())]
     kw = preset("s_mamba", "ETTh1", 96)["model"]
-    out = {}
-    for name in ("ours", "mambapy"):
-        torch.manual_seed(0)
-        model = build_model("s_mamba", dm.n_vars, 96, 96, **kw)
-        if name == "mambapy":
-            cfg = MambaConfig(d_model=kw["d_model"], n_layers=1, d_state=kw["d_state"], expand_factor=1, d_conv=2)
-            for blk in model.encoder.blocks:
-                blk.mixer.fwd, blk.mixer.bwd = MambaBlock(cfg), MambaBlock(cfg)
-        opt = torch.optim.Adam(model.parameters(), lr=7e-5)
+    torch.manual_seed(0)
+    ours = build_model("s_mamba", dm.n_vars, 96, 96, **kw)
+    ref = copy.deepcopy(ours)
+    cfg = MambaConfig(d_model=kw["d_model"], n_layers=1, d_state=kw["d_state"], expand_factor=1, d_conv=2)
+    for blk in ref.encoder.blocks:
+        for side in ("fwd", "bwd"):
+            mb = MambaBlock(cfg)
+            mb.load_state_dict(getattr(blk.mixer, side).state_dict())  # same parameter names and shapes
+            setattr(blk.mixer, side, mb)
+    return ours, ref, dm
 
-        def step(b):
-            x, m, y = b
-            opt.zero_grad()
-            torch.nn.functional.mse_loss(model(x, m), y).backward()
-            opt.step()
 
-        def infer(b):
-            with torch.no_grad():
-                model(b[0], b[1])
-
-        res = {}
-        for what, fn in (("train_step", step), ("inference", infer)):
+def model_section(a) -> str:
+    ours, ref, dm = smamba_pair()
+    n = 10 if a.quick else 30
+    batches = [b for _, b in zip(range(n), dm.train_dataloader())]
+    x, m, _ = batches[0]
+    with torch.no_grad():
+        ours.eval(), ref.eval()
+        y0, y1 = ours(x, m), ref(x, m)
+    if not torch.allclose(y0, y1, rtol=RTOL, atol=ATOL):
+        raise Mismatch(f"S-Mamba with our mixers != with mambapy's: max |diff| {(y0 - y1).abs().max():.3g}")
+    rows = []
+    for what in ("train_step", "inference"):
+        fns = {}
+        for name, model in (("ours", ours), ("mambapy", ref)):
             model.train(what == "train_step")
-            for b in batches[:2]:
-                fn(b)
-            times = []
-            for b in batches[2:]:
-                t = time.perf_counter()
-                fn(b)
-                times.append(time.perf_counter() - t)
-            res[what] = statistics.median(times)
-        out[name] = res
-    return out
+            opt = torch.optim.Adam(model.parameters(), lr=7e-5)
+            it = iter(range(10 ** 9))
+
+            def step(model=model, opt=opt, it=it):
+                xb, mb, yb = batches[next(it) % len(batches)]
+                if model.training:
+                    opt.zero_grad()
+                    torch.nn.functional.mse_loss(model(xb, mb), yb).backward()
+                    opt.step()
+                else:
+                    with torch.no_grad():
+                        model(xb, mb)
+            fns[name] = step
+        ms = interleaved_ms(fns, n, warmup=2)
+        rows.append([what, f"{ms['ours']:.1f}", f"{ms['mambapy']:.1f}", f"{ms['ours'] / ms['mambapy']:.2f}"])
+    return (f"S-Mamba, ETTh1, batch {batches[0][0].shape[0]}, L 96, H 96; same weights (outputs equal within "
+            f"rtol {RTOL} / atol {ATOL}: max |diff| {(y0 - y1).abs().max():.1e}); median of {n} interleaved steps\n\n"
+            + markdown(["S-Mamba ETTh1", "ours ms", "mambapy ms", "ours / mambapy"], rows))
+
+
+SECTIONS = {"scan": scan_section, "model": model_section}
 
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipelines.bench ssm", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="L = 11, 64 and fewer repeats")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--reps", type=int, default=None)
-    a = ap.parse_args(argv)
+    ap.add_argument("--sequential-max-len", type=int, default=256,
+                    help="run mambapy's sequential loop up to this L (its backward is O(L^2): minutes at 1024)")
+    add_common(ap, tuple(SECTIONS))
+    a = check_sections(ap, ap.parse_args(argv), tuple(SECTIONS))
+    if "--reps" not in " ".join(argv):
+        a.reps = 3 if a.quick else 7
     try:
         import mambapy  # noqa: F401
     except ImportError:
         print("error: the ssm benchmark compares against mambapy: pip install -e '.[bench]'", file=sys.stderr)
         return 2
-    import mlflow
 
-    from pipelines import tracking
-    from pipelines.bench.table import markdown
-    from pipelines.runner import set_threads
+    def check_data():
+        if "model" in a.sections:
+            from apps.forecast.data import resolve
+            resolve("ETTh1")
 
-    threads = set_threads({"threads": a.threads})
-    lengths = LENGTHS[:2] if a.quick else LENGTHS
-    reps = a.reps or (3 if a.quick else 7)
-    rows, metrics = [], {}
-    for L in lengths:
-        cells = {impl: _cell_in_subprocess(impl, L, reps, threads)
-                 for impl in ("ours", "mambapy_parallel", "mambapy_sequential")}
-        best = min(("mambapy_parallel", "mambapy_sequential"), key=lambda k: cells[k]["wall"])
-        ratio = cells["ours"]["wall"] / cells[best]["wall"]
-        mem = cells["ours"]["peak_mb"] / max(cells[best]["peak_mb"], 1e-9)
-        rows.append([L] + [f"{cells[k]['wall'] * 1e3:.1f}" for k in ("ours", "mambapy_parallel", "mambapy_sequential")]
-                    + [f"{cells['ours']['cpu'] * 1e3:.1f}", f"{ratio:.2f}",
-                       f"{cells['ours']['peak_mb']:.0f} / {cells[best]['peak_mb']:.0f}", f"{mem:.2f}"])
-        metrics.update({f"scan_ratio_L{L}": ratio, f"scan_mem_ratio_L{L}": mem})
-        print(" | ".join(map(str, rows[-1])), flush=True)
-    scan_table = markdown(["L", "ours ms", "mambapy parallel ms", "mambapy sequential ms", "ours CPU ms",
-                           "ours / best mambapy", "peak MB ours / best", "memory ratio"], rows)
-    sm = smamba_speed(reps=10 if a.quick else 30)
-    model_table = markdown(["S-Mamba ETTh1 (batch 32)", "ours ms", "mambapy ms", "ours / mambapy"],
-                           [[k, f"{sm['ours'][k] * 1e3:.1f}", f"{sm['mambapy'][k] * 1e3:.1f}",
-                             f"{sm['ours'][k] / sm['mambapy'][k]:.2f}"] for k in ("train_step", "inference")])
-    metrics.update({f"smamba_{k}_ratio": sm["ours"][k] / sm["mambapy"][k] for k in ("train_step", "inference")})
-    tracking.activate()
-    tracking.use_experiment("bench")
-    with mlflow.start_run(run_name="bench-ssm" + ("-quick" if a.quick else "")):
-        mlflow.log_params({"threads": threads, "reps": reps, "batch": BATCH, "d_inner": D_INNER, "d_state": D_STATE})
-        mlflow.log_metrics(metrics)
-        mlflow.log_text(scan_table + "\n\n" + model_table, "bench_ssm.md")
-    print(f"\nSelective scan fwd+bwd, fp32, batch {BATCH}, d_inner {D_INNER}, d_state {D_STATE}, {threads} threads\n")
-    print(scan_table)
-    print()
-    print(model_table)
-    return 0
+    try:
+        return bench_main("ssm", a, SECTIONS, check_data,
+                          {"reps": a.reps, "batch": BATCH, "d_inner": D_INNER, "d_state": D_STATE})
+    except Mismatch as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+

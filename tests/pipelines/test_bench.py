@@ -60,13 +60,32 @@ def test_bench_rejects_bad_configs_fast(bench_cli):
         assert code == 2 and msg in err, (args, code, err[-500:])
 
 
-def test_ssm_bench_quick_measures_both_implementations(bench_cli):
+def test_ssm_bench_quick_checks_ours_equals_mambapy_then_times_both_paths(bench_cli):
     res = bench_cli("ssm", "--quick", "--reps", "1")
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "mambapy parallel ms" in res.stdout and "| train_step" in res.stdout
+    rows = [[c.strip() for c in ln.split("|")[1:-1]] for ln in res.stdout.splitlines() if ln.startswith("| ")]
+    scan = [r for r in rows if r[0].isdigit()]
+    assert [r[0] for r in scan] == ["11", "64"] and all(r[5] == "sequential" for r in scan), scan
+    assert all(float(r[-1]) <= 1 for r in scan), scan  # ours (both paths) = mambapy within tolerance, y and grads
+    assert all(float(x) > 0 for r in scan for x in r[1:5]), scan  # all four implementations timed
+    train = next(r for r in rows if r[0] == "train_step")
+    assert float(train[1]) > 0 and float(train[2]) > 0, train
     c = MlflowClient(tracking.tracking_uri())
     (r,) = c.search_runs([c.get_experiment_by_name("bench").experiment_id])
-    assert {"scan_ratio_L11", "scan_ratio_L64", "smamba_train_step_ratio"} <= set(r.data.metrics)
+    assert {"bench_ssm_scan.md", "bench_ssm_model.md"} == {a.path for a in c.list_artifacts(r.info.run_id)}
+
+
+def test_ssm_bench_refuses_to_time_a_scan_that_differs_from_mambapy(bench_cli, monkeypatch):
+    from pipelines.bench import ssm
+
+    good = ssm.SCANS["ours_parallel"]
+
+    def off_by_a_step():  # the bug a timing table would otherwise hide: a scan that computes something else
+        f = good()
+        return lambda x, delta, A, B, C, D: f(x, delta * 1.01, A, B, C, D)
+    monkeypatch.setitem(ssm.SCANS, "ours_parallel", off_by_a_step)
+    res = bench_cli("ssm", "--quick", "--reps", "1", "--sections", "scan")
+    assert res.returncode == 1 and "ours_parallel != mambapy_parallel" in res.stderr, res.stderr[-2000:]
 
 
 def test_ffn_bench_quick_rows_for_each_variant(bench_cli):

@@ -60,7 +60,7 @@ class _LayerwiseTask(pl.LightningModule):
         self.lr, self.weight_decay, self.epochs, self.patience = lr, weight_decay, epochs, patience
         self.register_buffer("n_active", torch.tensor(1))
         self.phase, self._phase_epoch, self._best, self._bad, self._best_state = 0, 0, -1.0, 0, None
-        self.best_val, self.best_test = -1.0, float("nan")
+        self.best_by_depth: dict[int, tuple[float, float]] = {}  # depth -> (val, test) at that depth's best val epoch
         self._adj, self._x0 = GraphCache(), GraphCache()
         self._frozen: tuple[int, torch.Tensor] | None = None  # (phase, input of that phase's layer)
         # the training nodes and their labels travel with the model (buffers), set when fitting starts
@@ -119,11 +119,27 @@ class _LayerwiseTask(pl.LightningModule):
         self.n_active.fill_(self.phase + 1)
         pred = self.predict_classes(data)
         val_acc = float(node_accuracy(pred, data.y, data.val_mask))
-        if val_acc > self.best_val:
-            self.best_val = val_acc
-            self.best_test = float(node_accuracy(pred, data.y, data.test_mask))
+        depth = self.phase + 1
+        if val_acc > self.best_by_depth.get(depth, (-1.0,))[0]:  # the same rule as the state _advance restores
+            self.best_by_depth[depth] = (val_acc, float(node_accuracy(pred, data.y, data.test_mask)))
         self._advance(val_acc)
         self.n_active.fill_(self.phase + 1)
+
+    @property
+    def best_val(self) -> float:
+        """Validation accuracy of the model of the full depth (all layers), at its last phase's best epoch: the
+        state that phase restores, so the model that is tested."""
+        return self.best_by_depth.get(len(self.layers), (-1.0, float("nan")))[0]
+
+    @property
+    def best_test(self) -> float:
+        """Test accuracy of that same full-depth model (not of a shallower one that validated better)."""
+        return self.best_by_depth.get(len(self.layers), (-1.0, float("nan")))[1]
+
+    def best_depth(self) -> tuple[int, float, float]:
+        """(depth, val, test) of the depth chosen on validation accuracy (ties: the shallower)."""
+        d = max(self.best_by_depth, key=lambda k: (self.best_by_depth[k][0], -k))
+        return (d, *self.best_by_depth[d])
 
     def validation_step(self, data, batch_idx):
         """Logs only: val_acc (and val_loss = 1 - val_acc) of the layers trained so far."""

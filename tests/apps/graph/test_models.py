@@ -120,6 +120,17 @@ def test_forward_learning_trains_layer_by_layer_without_backprop_across_layers(c
     assert any(not torch.equal(a, b) for a, b in zip(before, task.layers[1].parameters()))
     assert frozen and all(torch.equal(v, task.layers[0].state_dict()[k]) for k, v in frozen.items())  # untouched
     assert task.best_val > 0.3  # well above chance (1/7) after a few local epochs
+    # the reported accuracy is the 2-layer model's, the one that is tested, not a better-validating 1-layer one
+    from apps.graph.metrics import node_accuracy
+
+    d = cora.data
+    pred = task.predict_classes(d)
+    assert sorted(task.best_by_depth) == [1, 2]
+    assert task.best_test == pytest.approx(float(node_accuracy(pred, d.y, d.test_mask)))
+    assert task.best_val == pytest.approx(float(node_accuracy(pred, d.y, d.val_mask)))
+    task.best_by_depth = {1: (0.9, 0.8), 2: (0.7, 0.6)}  # a shallower model that validated better ...
+    assert (task.best_val, task.best_test) == (0.7, 0.6)  # ... is not what the 2-layer model reports
+    assert task.best_depth() == (1, 0.9, 0.8)  # it is what "best depth on validation" reports
 
 
 def test_graph_cache_rebuilds_for_another_tensor_an_in_place_change_or_clear():

@@ -121,3 +121,21 @@ def test_holdout_supervision_splits_the_training_edges_into_disjoint_message_and
     assert not as_set(msg.train_pos) & as_set(sup.train_pos)
     assert sup.train_pos.size(1) == int(0.25 * sp.train_pos.size(1)) == sup.train_neg.size(1)
     assert torch.equal(msg.test_pos, sp.test_pos) and torch.equal(sup.val_neg, sp.val_neg)
+
+
+def test_link_prediction_embeds_message_edges_and_fits_h_and_act_on_the_held_out_supervision_edges(monkeypatch):
+    """The leak the held-out protocol removes: H and Act fitted on the very edges that built the embeddings."""
+    from apps.graph import netinfof
+
+    x, sp = _toy_split(seed=2)
+    seen = {"emb": [], "h": [], "act": []}
+    for name, key in (("node_embeddings", "emb"), ("compatibility", "h"), ("fit_act", "act")):
+        real = getattr(netinfof, name)
+        monkeypatch.setattr(netinfof, name, lambda a, split, *r, _real=real, _key=key, **kw:
+                            seen[_key].append(split) or _real(a, split, *r, **kw))
+    out = netinfof.link_prediction(x, sp, d=4, seed=0, holdout=0.25)
+    msg, sup = netinfof.holdout_supervision(sp, 0.25, seed=0)
+    (emb_split,), (act_split,) = seen["emb"], seen["act"]
+    assert torch.equal(emb_split.train_pos, msg.train_pos)
+    assert all(torch.equal(s.train_pos, sup.train_pos) for s in seen["h"] + [act_split]) and len(seen["h"]) == 4
+    assert 0.5 <= out["probe"].score <= 1 and 0 <= out["val_acc"] <= 1 and 0 <= out["test_hits"] <= 1

@@ -4,8 +4,9 @@ Computation in Large Language Models").
 Every layer holds a big FFN, a small FFN and a skip; each token takes one route:
 0 = skip (output 0, the residual carries the token), 1 = small, 2 = big.
 - training: routes drawn at random per token (``route_probs``), so every route is trained;
-- inference: a learned router (``Linear(dim, 3)``) picks the route (train it with :meth:`router_loss`
-  against oracle routes), or routes forced through ``layer.route``;
+- inference: a learned router (``Linear(dim, 3)``) picks the route once it has been trained (with
+  :meth:`router_loss` against oracle routes, then ``router_ready`` set); until then every token takes the big
+  FFN (an untrained router's argmax is an arbitrary route); or routes forced through ``layer.route``;
 - analysis: :func:`oracle_routes` searches per-token routes across layers under a compute budget.
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ class DuoFFN(nn.Module):
         self.small = Mlp(dim, max(1, int(hidden * small_ratio)), out, act, drop, bias)
         self.router = nn.Linear(dim, 3)
         self.register_buffer("route_probs", torch.tensor(route_probs, dtype=torch.float))
+        self.register_buffer("router_ready", torch.tensor(False))  # a buffer: checkpoints keep it
         self.cost = (0.0, self.small.fc1.out_features / hidden, 1.0)  # relative compute of skip / small / big
         self.route: torch.Tensor | None = None  # forced routes [...], or None
         self.last_route: torch.Tensor | None = None
@@ -46,8 +48,10 @@ class DuoFFN(nn.Module):
             r = self.route.expand(lead)
         elif self.training:
             r = torch.multinomial(self.route_probs, int(torch.tensor(lead).prod()), replacement=True).reshape(lead)
-        else:
+        elif self.router_ready:
             r = self.router_logits.argmax(-1)
+        else:
+            r = torch.full(lead, BIG, dtype=torch.long, device=x.device)
         self.last_route = r
         experts = {SKIP: None, SMALL: self.small, BIG: self.big}
         y = dispatch(x.reshape(-1, x.shape[-1]), r.reshape(-1), [experts[c] for c in range(3)], self.out_features)

@@ -293,5 +293,8 @@ def test_duo_router_loss_is_cross_entropy_and_training_it_learns_the_target_rout
         loss.backward()
         opt.step()
     f(x)
+    assert bool((f.last_route == 2).all())  # not yet marked ready: every token takes the big FFN
+    f.router_ready.fill_(True)
+    f(x)
     assert float((f.last_route == target).float().mean()) > 0.9  # the served routes follow the target
     assert all(torch.equal(a, b) for a, b in zip(params, (*f.big.parameters(), *f.small.parameters())))

@@ -53,6 +53,7 @@ def test_bench_rejects_bad_configs_fast(bench_cli):
     """Exit 2 and the reason, before any work."""
     for args, msg in [(("forecast", "--models", "informer"), "unknown forecast model 'informer'"),
                       (("forecast", "--data", "ETTh9"), "unknown dataset 'ETTh9'"),
+                      (("forecast", "--lr", "1e-3", "-1"), "--lr must be positive, got [-1.0]"),
                       (("ffn", "--variants", "mlp", "nope"), "unknown FFN variant(s) ['nope']"),
                       (("warp",), "unknown benchmark area")]:
         res = bench_cli(*args)
@@ -89,11 +90,29 @@ def test_ssm_bench_refuses_to_time_a_scan_that_differs_from_mambapy(bench_cli, m
 
 
 def test_ffn_bench_quick_rows_for_each_variant(bench_cli):
-    res = bench_cli("ffn", "--quick", "--variants", "mlp", "moe", "chess", "--iters", "20")
+    res = bench_cli("ffn", "--quick", "--variants", "mlp", "moe", "chess", "duo", "--iters", "20")
     assert res.returncode == 0, res.stderr[-2000:]
-    rows = [line for line in res.stdout.splitlines() if line.startswith("| ") and "ffn" not in line]
-    assert [r.split("|")[1].strip() for r in rows] == ["mlp", "moe", "chess"]
-    assert "max expert load" in res.stdout and "at 50% activation sparsity" in res.stdout
+    tables = {}
+    for ln in res.stdout.splitlines():
+        if ln.startswith("| ") and not ln.startswith("| ffn"):
+            cells = [c.strip() for c in ln.split("|")[1:-1]]
+            tables.setdefault(len(cells), {})[cells[0]] = cells[1:]
+    lm, speed, smamba = tables[4], tables[5], tables[2]
+    assert list(lm) == list(speed) == list(smamba) == ["mlp", "moe", "chess", "duo"]
+    for r in speed.values():  # the variant and the MLP timed side by side; the ratio is the one of those two cells
+        v, m = map(float, r[1].split(" / "))
+        assert float(r[2].rstrip("x")) == pytest.approx(m / v, abs=0.01)
+    assert "max expert load" in lm["moe"][-1] and "at 50% activation sparsity (calibrated)" in lm["chess"][-1]
+    shares = lm["duo"][-1].split("big ")[1].split(",")[0].split(" / ")  # the trained router's route shares
+    assert "router trained on oracle routes" in lm["duo"][-1]
+    assert sum(map(float, shares)) == pytest.approx(1, abs=0.02)
+    assert all(0.2 < float(r[0].split()[0]) < 1.0 for r in smamba.values()), smamba
+    c = MlflowClient(tracking.tracking_uri())
+    runs = c.search_runs([c.get_experiment_by_name("bench").experiment_id])
+    (parent,) = [r for r in runs if r.info.run_name == "bench-ffn-quick"]
+    assert {a.path for a in c.list_artifacts(parent.info.run_id)} == {"bench_ffn_lm.md", "bench_ffn_speed.md",
+                                                                        "bench_ffn_smamba.md"}
+    assert sum(r.data.tags.get("mlflow.parentRunId") == parent.info.run_id for r in runs) == 4  # S-Mamba runs
 
 
 def _bench_run(area):

@@ -228,8 +228,12 @@ def test_gradient_reversal_and_noise():
     assert float(p.grad.std()) == pytest.approx(std, rel=0.05)
 
 
-def test_every_variant_is_registered():
-    assert set(FFN) >= {"mlp", "glu", "swiglu", "lowrank", "blockdense", "moe", "mot", "repa", "duo", "chess"}
+def test_a_second_class_under_a_taken_name_is_refused():
+    from core.ffn.registry import register
+
+    with pytest.raises(ValueError, match="'mlp' registered twice"):
+        register("mlp")(type("OtherMlp", (nn.Module,), {}))
+    assert register("mlp")(FFN["mlp"]) is FFN["mlp"]  # re-registering the same class (a module reload) is fine
 
 
 def test_forward_passes_make_no_host_sync(monkeypatch):

@@ -46,11 +46,8 @@ def test_s_mamba_uses_paper_mixer_settings():
     assert (fwd.d_inner, fwd.d_state, fwd.d_conv, fwd.dt_rank) == (256, 2, 2, 16)
 
 
-def test_presets_and_published_numbers():
-    assert preset("s_mamba", "ETTh1", 96)["optim"]["lr"] == 7e-5
-    assert preset("itransformer", "ETTh2", 192)["model"]["d_model"] == 128
-    assert published("s_mamba", "ETTh1", 96) == (0.386, 0.405)
-    assert published("rlinear", "ETTh1", 96, lookback=336) is None
+def test_model_aliases_and_published_lookup():
+    assert published("rlinear", "ETTh1", 96, lookback=336) is None  # no published cell: no comparison is made
     assert canonical("S-Mamba") == "s_mamba"
     with pytest.raises(ValueError, match="unknown forecast model"):
         canonical("informer")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import itertools
 import sys
 import time
 
@@ -157,7 +158,7 @@ def scan_cells(L: int, reps: int, seq_max_len: int = 256) -> dict:
         first[impl] = time.perf_counter() - t
     diff = check_same(results)
     del results
-    fast = {k: (lambda r=r: r()) for k, r in runs.items() if first[k] < SLOW_S}
+    fast = {k: r for k, r in runs.items() if first[k] < SLOW_S}
     ms = interleaved_ms(fast, reps, warmup=0)
     ms.update({k: first[k] * 1e3 for k in runs if k not in fast})
     auto = next(k for k, v in PATHS.items() if v is pick_path("auto", L, BATCH * D_INNER * D_STATE))
@@ -228,10 +229,9 @@ def model_section(a) -> str:
         for name, model in (("ours", ours), ("mambapy", ref)):
             model.train(what == "train_step")
             opt = torch.optim.Adam(model.parameters(), lr=7e-5)
-            it = iter(range(10 ** 9))
 
-            def step(model=model, opt=opt, it=it):
-                xb, mb, yb = batches[next(it) % len(batches)]
+            def step(model=model, opt=opt, it=itertools.cycle(batches)):
+                xb, mb, yb = next(it)
                 if model.training:
                     opt.zero_grad()
                     torch.nn.functional.mse_loss(model(xb, mb), yb).backward()

@@ -133,10 +133,10 @@ def parse(argv):
     ap.add_argument("--horizons", nargs="+", type=int, default=[30, 60, 120])
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--base", choices=("dr", "turn"), default="dr", help="what the learned models correct")
-    add_common(ap, SECTIONS)
+    add_common(ap, SECTIONS, quick_reps=2)
     a = ap.parse_args(argv)
     if a.quick:
-        a.folds, a.seeds, a.models, a.epochs, a.reps = a.folds[:2], a.seeds[:1], ["spadon", "gru"], 3, 2
+        a.folds, a.seeds, a.models, a.epochs = a.folds[:2], a.seeds[:1], ["spadon", "gru"], 3
     return check_sections(ap, a, SECTIONS)
 
 

@@ -174,10 +174,10 @@ def parse_args(argv):
     ap.add_argument("--subset", type=int, default=0, help="recordings per digit and speaker (0: all)")
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--tokens", nargs="+", type=int, default=[32, 128, 512], help="audio tokens (cost)")
-    add_common(ap, SECTIONS)
+    add_common(ap, SECTIONS, quick_reps=3)
     a = ap.parse_args(argv)
     if a.quick:
-        a.subset, a.seeds, a.stage_epochs, a.reps = 2, a.seeds[:1], [1, 1, 1], 3
+        a.subset, a.seeds, a.stage_epochs = 2, a.seeds[:1], [1, 1, 1]
     a.cache = {}
     return check_sections(ap, a, SECTIONS)
 

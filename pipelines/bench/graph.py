@@ -220,10 +220,10 @@ def parse(argv):
     ap.add_argument("--splits", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--depths", nargs="+", type=int, default=[2, 4, 8])
     ap.add_argument("--epochs", type=int, default=1000, help="max epochs (per layer for SF) on Cora_ML")
-    add_common(ap, SECTIONS)
+    add_common(ap, SECTIONS, quick_reps=5)
     a = ap.parse_args(argv)
     if a.quick:
-        a.seeds, a.splits, a.depths, a.epochs, a.reps = a.seeds[:2], a.splits[:1], [2, 8], min(a.epochs, 200), 5
+        a.seeds, a.splits, a.depths, a.epochs = a.seeds[:2], a.splits[:1], [2, 8], min(a.epochs, 200)
     return check_sections(ap, a, SECTIONS)
 
 

@@ -12,17 +12,24 @@ import mlflow
 from pipelines import tracking
 
 
-def add_common(ap, sections: tuple[str, ...]) -> None:
-    """--sections, --reps (timing repetitions), --threads."""
+def add_common(ap, sections: tuple[str, ...], reps: int = 20, quick_reps: int | None = None) -> None:
+    """--sections, --reps (timing repetitions: ``reps``, or ``quick_reps`` under --quick unless given), --threads."""
     ap.add_argument("--sections", nargs="+", default=list(sections))
-    ap.add_argument("--reps", type=int, default=20, help="timing repetitions")
+    ap.add_argument("--reps", type=int, default=None, help=f"timing repetitions (default {reps}"
+                    + (f", --quick {quick_reps})" if quick_reps else ")"))
     ap.add_argument("--threads", type=int, default=None)
+    ap.set_defaults(_reps=(reps, quick_reps or reps))
 
 
 def check_sections(ap, a, sections: tuple[str, ...]):
+    """Refuse unknown sections; resolve --reps when the user did not give it."""
     bad = sorted(set(a.sections) - set(sections))
     if bad:
         ap.error(f"unknown section(s) {bad}; known: {', '.join(sections)}")
+    if a.reps is None:
+        a.reps = a._reps[1] if getattr(a, "quick", False) else a._reps[0]
+    elif a.reps <= 0:
+        ap.error(f"--reps must be positive, got {a.reps}")
     return a
 
 

@@ -213,10 +213,10 @@ def parse(argv):
     ap.add_argument("--hidden", type=int, default=48, help="FSDD hidden neurons per layer")
     ap.add_argument("--max-delay", type=int, default=13, help="FSDD longest delay, bins")
     ap.add_argument("--lr-positions", type=float, default=0.1, help="FSDD Adam lr of the delay positions (the job's)")
-    add_common(ap, SECTIONS)
+    add_common(ap, SECTIONS, quick_reps=5)
     a = ap.parse_args(argv)
     if a.quick:
-        a.seeds, a.splits, a.epochs, a.synthetic_epochs, a.reps = a.seeds[:1], a.splits[:1], 2, 3, 5
+        a.seeds, a.splits, a.epochs, a.synthetic_epochs = a.seeds[:1], a.splits[:1], 2, 3
     return check_sections(ap, a, SECTIONS)
 
 

@@ -250,15 +250,17 @@ def model_section(a) -> str:
 SECTIONS = {"scan": scan_section, "model": model_section}
 
 
-def main(argv: list[str]) -> int:
+def parse(argv):
     ap = argparse.ArgumentParser(prog="python -m pipelines.bench ssm", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="L = 11, 64 and fewer repeats")
     ap.add_argument("--sequential-max-len", type=int, default=256,
                     help="run mambapy's sequential loop up to this L (its backward is O(L^2): minutes at 1024)")
-    add_common(ap, tuple(SECTIONS))
-    a = check_sections(ap, ap.parse_args(argv), tuple(SECTIONS))
-    if "--reps" not in " ".join(argv):
-        a.reps = 3 if a.quick else 7
+    add_common(ap, tuple(SECTIONS), reps=7, quick_reps=3)
+    return check_sections(ap, ap.parse_args(argv), tuple(SECTIONS))
+
+
+def main(argv: list[str]) -> int:
+    a = parse(argv)
     try:
         import mambapy  # noqa: F401
     except ImportError:

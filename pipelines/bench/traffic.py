@@ -241,11 +241,10 @@ def parse_args(argv):
     ap.add_argument("--pretrain_epochs", type=int, default=3)
     ap.add_argument("--pretrained_controls", action="store_true",
                     help="also run the pretrained model in the shortcuts and leaky controls (about 2x their time)")
-    add_common(ap, SECTIONS)
+    add_common(ap, SECTIONS, reps=3, quick_reps=1)
     a = ap.parse_args(argv)
-    a.reps = 3 if a.reps == 20 else a.reps
     if a.quick:
-        a.folds, a.seeds, a.epochs, a.pretrain_epochs, a.reps = a.folds[:2], a.seeds[:1], 3, 1, 1
+        a.folds, a.seeds, a.epochs, a.pretrain_epochs = a.folds[:2], a.seeds[:1], 3, 1
     a.cache = {}
     return check_sections(ap, a, SECTIONS)
 

@@ -61,6 +61,18 @@ def test_bench_rejects_bad_configs_fast(bench_cli):
         assert code == 2 and msg in err, (args, code, err[-500:])
 
 
+@pytest.mark.parametrize("area", ["ffn", "ssm", "graph", "spiking", "ais", "traffic", "audio"])
+def test_bench_reps_given_by_the_user_win_over_the_quick_default(area):
+    """Every bench resolves --reps the same way: the user's value, else the area's (quick) default."""
+    import importlib
+
+    mod = importlib.import_module(f"pipelines.bench.{area}")
+    parse = mod.parse_args if area in ("traffic", "audio") else mod.parse
+    assert parse(["--quick", "--reps", "11"]).reps == 11
+    assert parse(["--reps", "11"]).reps == 11
+    assert parse(["--quick"]).reps <= parse([]).reps
+
+
 def test_ssm_bench_quick_checks_ours_equals_mambapy_then_times_both_paths(bench_cli):
     res = bench_cli("ssm", "--quick", "--reps", "1")
     assert res.returncode == 0, res.stderr[-2000:]

@@ -9,16 +9,24 @@ Two diagnoses of cells that miss (README, "two cells miss"), each a flag of the 
 ``--test-drop-last`` scores as the Autoformer-era loaders do (the last incomplete test batch dropped);
 ``--lr`` / ``--batch-size`` replace the presets' values by a grid, one row per combination. The grid's rows are
 read on test, so they diagnose; they never choose a preset.
+
+``--resume``: the full table is 48 trainings (hours on 2 cores). An interrupted invocation is continued by the same
+command plus ``--resume``: it reopens the newest parent run with the same arguments, threads and training code
+(a hash of ``core/``, ``apps/forecast/`` and the job), keeps its finished child runs and trains the rest, so the
+table is still one command's output over one parent run.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import mlflow
+from mlflow.tracking import MlflowClient
 
 from apps.forecast.data import resolve
 from apps.forecast.models import canonical
@@ -46,10 +54,54 @@ def parse(argv):
                     help="drop the last incomplete test batch, as the Autoformer-era loaders (RTSF's RLinear) do")
     ap.add_argument("--lr", nargs="+", type=float, default=None, help="a grid of learning rates (diagnosis only)")
     ap.add_argument("--batch-size", nargs="+", type=int, default=None, help="a grid of batch sizes (diagnosis only)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the newest interrupted run of this same command (same code), keeping its trainings")
     a = ap.parse_args(argv)
     if a.quick:
         a.data, a.horizons, a.seeds = ["ETTh1"], [96], a.seeds[:1]
     return a
+
+
+def training_code_hash() -> str:
+    """sha256 (12 hex) of the sources a forecast training depends on: trainings are reused only across equal code."""
+    root = Path(__file__).resolve().parents[2]
+    files = sorted([*(root / "core").rglob("*.py"), *(root / "apps" / "forecast").rglob("*.py"),
+                    root / "pipelines" / "forecast.py", root / "pipelines" / "runner.py"])
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _params(a, threads: int) -> dict:
+    return {"models": ",".join(a.models), "data": ",".join(a.data), "threads": threads,
+            "horizons": ",".join(map(str, a.horizons)), "seeds": ",".join(map(str, a.seeds)),
+            "test_drop_last": a.test_drop_last, "lr_grid": ",".join(map(str, a.lr or [])),
+            "batch_grid": ",".join(map(str, a.batch_size or [])), "max_epochs": a.max_epochs or "papers'",
+            "code_hash": training_code_hash()}
+
+
+def resumable(run_name: str, params: dict) -> tuple[str | None, dict]:
+    """The newest parent run named ``run_name`` whose params equal ``params`` (as MLflow stores them) and its
+    finished child trainings: (run id or None, child run name -> (test_mse, test_mae, seconds))."""
+    client = MlflowClient(tracking.tracking_uri())
+    exp = client.get_experiment_by_name("bench")
+    if exp is None:
+        return None, {}
+    want = {k: str(v) for k, v in params.items()}
+    for parent in client.search_runs([exp.experiment_id], f"tags.mlflow.runName = '{run_name}'",
+                                     order_by=["attributes.start_time DESC"]):
+        if parent.data.params == want:
+            done = {}
+            for child in client.search_runs([exp.experiment_id],
+                                            f"tags.mlflow.parentRunId = '{parent.info.run_id}' "
+                                            "and attributes.status = 'FINISHED'"):
+                m = child.data.metrics
+                if "test_mse" in m and "test_mae" in m:
+                    done[child.info.run_name] = (m["test_mse"], m["test_mae"],
+                                                 (child.info.end_time - child.info.start_time) / 1e3)
+            return parent.info.run_id, done
+    return None, {}
 
 
 def validate(a) -> None:
@@ -78,11 +130,15 @@ def main(argv: list[str]) -> int:
     tracking.activate()
     tracking.use_experiment("bench")
     rows, t0 = [], time.time()
-    with mlflow.start_run(run_name="bench-forecast" + ("-quick" if a.quick else "")) as parent:
-        mlflow.log_params({"models": ",".join(a.models), "data": ",".join(a.data), "threads": threads,
-                           "horizons": ",".join(map(str, a.horizons)), "seeds": ",".join(map(str, a.seeds)),
-                           "test_drop_last": a.test_drop_last, "lr_grid": ",".join(map(str, a.lr or [])),
-                           "batch_grid": ",".join(map(str, a.batch_size or []))})
+    run_name = "bench-forecast" + ("-quick" if a.quick else "")
+    params = _params(a, threads)
+    parent_id, done = resumable(run_name, params) if a.resume else (None, {})
+    if a.resume:
+        print(f"resuming parent run {parent_id}: {len(done)} finished trainings kept" if parent_id
+              else "nothing to resume (no parent run with these arguments and this code): starting afresh", flush=True)
+    with mlflow.start_run(run_id=parent_id, run_name=None if parent_id else run_name) as parent:
+        if not parent_id:
+            mlflow.log_params(params)
         grid = list(itertools.product(a.lr or [None], a.batch_size or [None]))
         for data in a.data:
             for h in a.horizons:
@@ -91,11 +147,17 @@ def main(argv: list[str]) -> int:
                         label = model + (f" lr {lr:g}" if lr else "") + (f" batch {bs}" if bs else "")
                         scores = []
                         for seed in a.seeds:
+                            child = f"{label.replace(' ', '-')}-{data}-{h}-s{seed}"
+                            if child in done:
+                                scores.append(done[child][:2])
+                                print(f"  {label:12s} {data} H={h:<3d} seed {seed}: MSE {scores[-1][0]:.4f} "
+                                      f"MAE {scores[-1][1]:.4f}  (kept from the interrupted run)", flush=True)
+                                continue
                             user = {"seed": seed, "threads": threads, "model": {"name": model},
                                     "data": {"data": data, "horizon": h, "test_drop_last": a.test_drop_last},
                                     "trainer": {"enable_progress_bar": False, "enable_model_summary": False},
                                     "mlflow": {"experiment": "bench", "register": False,
-                                               "run_name": f"{label.replace(' ', '-')}-{data}-{h}-s{seed}",
+                                               "run_name": child,
                                                "tags": {"mlflow.parentRunId": parent.info.run_id}}}
                             if a.max_epochs:
                                 user["trainer"]["max_epochs"] = a.max_epochs
@@ -113,10 +175,12 @@ def main(argv: list[str]) -> int:
         table = markdown(header, rows)
         mlflow.log_text(table, "bench_forecast.md")
         mlflow.log_metric("cells_within_0.01", sum(r[-1] == "yes" for r in rows))
-        mlflow.log_metric("wall_seconds", time.time() - t0)
+        mlflow.log_metric("wall_seconds" + ("_resumed" if done else ""), time.time() - t0)
     print(table)
-    print(f"\n{len(a.seeds)} seed(s), test_drop_last {a.test_drop_last}, {threads} threads, {time.time() - t0:.0f}s; "
-          f"MLflow parent run {parent.info.run_id}")
+    print(f"\n{len(a.seeds)} seed(s), test_drop_last {a.test_drop_last}, {threads} threads, {time.time() - t0:.0f}s"
+          + (f" in this invocation ({len(done)} trainings kept from the interrupted one, "
+             f"{sum(d[2] for d in done.values()):.0f}s of their own)" if done else "")
+          + f"; MLflow parent run {parent.info.run_id}, code {params['code_hash']}")
     return 0
 
 

@@ -40,6 +40,35 @@ def test_forecast_bench_quick_has_parent_and_child_runs():
     assert "bench_forecast.md" in {a.path for a in c.list_artifacts(parent[0].info.run_id)}
 
 
+def test_forecast_bench_resume_keeps_finished_trainings_and_retrains_the_rest(bench_cli):
+    from pipelines.bench.forecast import _params, parse, resumable
+
+    args = ["forecast", "--models", "rlinear", "--data", "ETTh1", "--horizons", "96", "--seeds", "1", "2",
+            "--max-epochs", "1", "--threads", "1"]
+    first = bench_cli(*args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    c = MlflowClient(tracking.tracking_uri())
+    exp = c.get_experiment_by_name("bench").experiment_id
+    (parent,) = [r for r in c.search_runs([exp]) if r.info.run_name == "bench-forecast"]
+    kids = {r.info.run_name: r for r in c.search_runs([exp], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")}
+    assert set(kids) == {"rlinear-ETTh1-96-s1", "rlinear-ETTh1-96-s2"}
+    c.set_terminated(kids["rlinear-ETTh1-96-s2"].info.run_id, "KILLED")  # as if interrupted during seed 2
+
+    again = bench_cli(*args, "--resume")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resuming parent run {parent.info.run_id}: 1 finished trainings kept" in again.stdout
+    assert "seed 1: MSE" in again.stdout.split("kept from the interrupted run")[0]
+    after = c.search_runs([exp], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(r.info.status for r in after) == ["FINISHED", "FINISHED", "KILLED"]  # only seed 2 trained again
+    row = lambda out: next(ln for ln in out.splitlines() if ln.startswith("| rlinear | ETTh1 | 96 |"))  # noqa: E731
+    assert row(again.stdout) == row(first.stdout)  # same seeds, same code: the same cell
+
+    a = parse(args[1:])
+    assert resumable("bench-forecast", _params(a, 1))[0] == parent.info.run_id
+    a.max_epochs = 2  # other arguments: another experiment, never resumed into this one
+    assert resumable("bench-forecast", _params(a, 1)) == (None, {})
+
+
 def test_forecast_cell_is_reproduced_only_within_the_tolerance_on_either_side():
     from pipelines.bench.forecast import _row
     from apps.forecast.presets import published

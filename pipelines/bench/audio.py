@@ -26,7 +26,7 @@ from apps.audio.questions import TYPES
 from apps.audio.task import AudioQATask, fit_connector_stages
 from core.datadir import fsdd_files
 from core.datadir import data_dir
-from pipelines.bench.sections import add_common, bench_main, check_sections, interleaved_ms
+from pipelines.bench.sections import add_common, bench_main, check_sections, interleaved_ms, parse_quick
 from pipelines.bench.table import markdown, mean_std
 
 SECTIONS = ("integration", "encoders", "probes", "cost")
@@ -175,9 +175,7 @@ def parse_args(argv):
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--tokens", nargs="+", type=int, default=[32, 128, 512], help="audio tokens (cost)")
     add_common(ap, SECTIONS, quick_reps=3)
-    a = ap.parse_args(argv)
-    if a.quick:
-        a.subset, a.seeds, a.stage_epochs = 2, a.seeds[:1], [1, 1, 1]
+    a = parse_quick(ap, argv, subset=2, seeds=ap.get_default("seeds")[:1], stage_epochs=[1, 1, 1])
     a.cache = {}
     return check_sections(ap, a, SECTIONS)
 

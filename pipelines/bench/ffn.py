@@ -28,7 +28,7 @@ import torch
 from core.ffn import FFN, MoE, build_ffn, calibrate_chess, reparam_model, set_guidance
 from core.ffn.duo import DuoFFN, oracle_routes
 from pipelines.bench.charlm import batches, evaluate, load_text, train
-from pipelines.bench.sections import add_common, bench_main, check_sections, interleaved_ms
+from pipelines.bench.sections import add_common, bench_main, check_sections, interleaved_ms, parse_quick
 from pipelines.bench.table import markdown, mean_std
 from pipelines.forecast import ForecastJob
 from pipelines.runner import run
@@ -105,9 +105,8 @@ def parse(argv):
     ap.add_argument("--epochs", type=int, default=None, help="S-Mamba epochs per variant (default 1)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[2023, 2024, 2025], help="S-Mamba seeds (quick: the first)")
     add_common(ap, SECTIONS, quick_reps=5)
-    a = check_sections(ap, ap.parse_args(argv), SECTIONS)
+    a = check_sections(ap, parse_quick(ap, argv, seeds=ap.get_default("seeds")[:1]), SECTIONS)
     a.sections = [s for s in SECTIONS if s in a.sections]
-    a.seeds = a.seeds[:1] if a.quick else a.seeds
     a.iters = a.iters or (200 if a.quick else 2000)
     a.epochs = a.epochs or 1
     a.duo_routes = None

@@ -33,6 +33,7 @@ from apps.forecast.models import canonical
 from apps.forecast.presets import HORIZONS, published
 from core.datadir import DataError
 from pipelines import tracking
+from pipelines.bench.sections import parse_quick
 from pipelines.bench.table import markdown, mean_std
 from pipelines.config import ConfigError
 from pipelines.forecast import ForecastJob
@@ -56,10 +57,7 @@ def parse(argv):
     ap.add_argument("--batch-size", nargs="+", type=int, default=None, help="a grid of batch sizes (diagnosis only)")
     ap.add_argument("--resume", action="store_true",
                     help="continue the newest interrupted run of this same command (same code), keeping its trainings")
-    a = ap.parse_args(argv)
-    if a.quick:
-        a.data, a.horizons, a.seeds = ["ETTh1"], [96], a.seeds[:1]
-    return a
+    return parse_quick(ap, argv, data=["ETTh1"], horizons=[96], seeds=ap.get_default("seeds")[:1])
 
 
 def training_code_hash() -> str:

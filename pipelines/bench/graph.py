@@ -22,7 +22,7 @@ from apps.graph.metrics import hits_at_k, split_edges
 from apps.graph.models import GNN
 from apps.graph.netinfof import link_prediction
 from apps.graph.task import NodeClassifier
-from pipelines.bench.sections import add_common, bench_main, check_sections, interleaved_ms
+from pipelines.bench.sections import add_common, bench_main, check_sections, interleaved_ms, parse_quick
 from pipelines.bench.table import markdown, mean_std
 
 SECTIONS = ("node", "forward", "init", "link", "speed")
@@ -221,9 +221,7 @@ def parse(argv):
     ap.add_argument("--depths", nargs="+", type=int, default=[2, 4, 8])
     ap.add_argument("--epochs", type=int, default=1000, help="max epochs (per layer for SF) on Cora_ML")
     add_common(ap, SECTIONS, quick_reps=5)
-    a = ap.parse_args(argv)
-    if a.quick:
-        a.seeds, a.splits, a.depths, a.epochs = a.seeds[:2], a.splits[:1], [2, 8], min(a.epochs, 200)
+    a = parse_quick(ap, argv, seeds=ap.get_default("seeds")[:2], splits=[0], depths=[2, 8], epochs=200)
     return check_sections(ap, a, SECTIONS)
 
 

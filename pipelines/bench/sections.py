@@ -21,6 +21,15 @@ def add_common(ap, sections: tuple[str, ...], reps: int = 20, quick_reps: int | 
     ap.set_defaults(_reps=(reps, quick_reps or reps))
 
 
+def parse_quick(ap, argv, **quick):
+    """Parse ``argv``; under --quick the ``quick`` values replace the defaults, so what the user types still wins."""
+    a = ap.parse_args(argv)
+    if a.quick and quick:
+        ap.set_defaults(**quick)
+        a = ap.parse_args(argv)
+    return a
+
+
 def check_sections(ap, a, sections: tuple[str, ...]):
     """Refuse unknown sections; resolve --reps when the user did not give it."""
     bad = sorted(set(a.sections) - set(sections))

@@ -31,7 +31,7 @@ from apps.spiking.encode import FILTERBANKS, GAINS
 from apps.spiking.models import DelaySNN, count_parameters
 from apps.spiking.task import SpikeClassifier
 from core.datadir import DataError, data_dir
-from pipelines.bench.sections import add_common, check_sections, interleaved_ms, quiet, run_sections
+from pipelines.bench.sections import add_common, check_sections, interleaved_ms, parse_quick, quiet, run_sections
 from pipelines.bench.table import markdown, mean_std
 from pipelines.runner import set_threads
 
@@ -214,9 +214,7 @@ def parse(argv):
     ap.add_argument("--max-delay", type=int, default=13, help="FSDD longest delay, bins")
     ap.add_argument("--lr-positions", type=float, default=0.1, help="FSDD Adam lr of the delay positions (the job's)")
     add_common(ap, SECTIONS, quick_reps=5)
-    a = ap.parse_args(argv)
-    if a.quick:
-        a.seeds, a.splits, a.epochs, a.synthetic_epochs = a.seeds[:1], a.splits[:1], 2, 3
+    a = parse_quick(ap, argv, seeds=[0], splits=["official"], epochs=2, synthetic_epochs=3)
     return check_sections(ap, a, SECTIONS)
 
 

@@ -35,7 +35,7 @@ from apps.traffic.models import build_model
 from apps.traffic.pcap import CaptureStats, read_packets, sniff
 from apps.traffic.task import FlowClassifier, class_weights, pretrain
 from core.datadir import DataError, data_dir
-from pipelines.bench.sections import add_common, bench_main, check_sections
+from pipelines.bench.sections import add_common, bench_main, check_sections, parse_quick
 from pipelines.bench.table import markdown, mean_std
 
 SECTIONS = ("folds", "shortcuts", "leaky", "labels", "captures", "parse")
@@ -242,9 +242,8 @@ def parse_args(argv):
     ap.add_argument("--pretrained_controls", action="store_true",
                     help="also run the pretrained model in the shortcuts and leaky controls (about 2x their time)")
     add_common(ap, SECTIONS, reps=3, quick_reps=1)
-    a = ap.parse_args(argv)
-    if a.quick:
-        a.folds, a.seeds, a.epochs, a.pretrain_epochs = a.folds[:2], a.seeds[:1], 3, 1
+    a = parse_quick(ap, argv, folds=ap.get_default("folds")[:2], seeds=ap.get_default("seeds")[:1], epochs=3,
+                    pretrain_epochs=1)
     a.cache = {}
     return check_sections(ap, a, SECTIONS)
 

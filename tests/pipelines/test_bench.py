@@ -90,16 +90,19 @@ def test_bench_rejects_bad_configs_fast(bench_cli):
         assert code == 2 and msg in err, (args, code, err[-500:])
 
 
-@pytest.mark.parametrize("area", ["ffn", "ssm", "graph", "spiking", "ais", "traffic", "audio"])
-def test_bench_reps_given_by_the_user_win_over_the_quick_default(area):
-    """Every bench resolves --reps the same way: the user's value, else the area's (quick) default."""
+@pytest.mark.parametrize("area", ["forecast", "ffn", "ssm", "graph", "spiking", "ais", "traffic", "audio"])
+def test_bench_options_given_by_the_user_win_over_the_quick_defaults(area):
+    """--quick changes defaults only: what the user types (--reps, --seeds) is what runs."""
     import importlib
 
     mod = importlib.import_module(f"pipelines.bench.{area}")
     parse = mod.parse_args if area in ("traffic", "audio") else mod.parse
-    assert parse(["--quick", "--reps", "11"]).reps == 11
-    assert parse(["--reps", "11"]).reps == 11
-    assert parse(["--quick"]).reps <= parse([]).reps
+    if area != "forecast":
+        assert parse(["--quick", "--reps", "11"]).reps == parse(["--reps", "11"]).reps == 11
+        assert parse(["--quick"]).reps <= parse([]).reps
+    if area != "ssm":
+        assert parse(["--quick", "--seeds", "7", "8"]).seeds == [7, 8]
+        assert len(parse(["--quick"]).seeds) <= len(parse([]).seeds)
 
 
 def test_ssm_bench_quick_checks_ours_equals_mambapy_then_times_both_paths(bench_cli):
@@ -184,7 +187,7 @@ def test_spiking_bench_quick_synthetic_and_speed_sections(bench_cli):
     assert res.returncode == 2 and "unknown section(s) ['warp']" in res.stderr
 
 
-def test_ais_bench_quick_folds_and_ingest(bench_cli):
+def test_ais_bench_quick_folds_lengths_and_ingest(bench_cli):
     import re
 
     res = bench_cli("ais", "--quick", "--folds", "1", "--models", "gru", "--epochs", "2", "--reps", "1")
@@ -196,6 +199,11 @@ def test_ais_bench_quick_folds_and_ingest(bench_cli):
     ours = [c.strip() for c in rows["ours: read + decode position reports + clean to tracks"].split("|")[2:-1]]
     ref = [c.strip() for c in rows["pyais BinaryIOStream + decode() of every message"].split("|")[2:-1]]
     assert ours[0] == ref[0] == "26077" and float(ours[3]) > 0  # same messages, a measured ratio
+    by_len = [[c.strip() for c in ln.split("|")[1:-1]] for ln in res.stdout.splitlines() if re.match(r"^\| \d+ ", ln)]
+    assert [(r[0], r[1]) for r in by_len] == [("5", "dead reckoning"), ("5", "gru"), ("20", "dead reckoning"),
+                                              ("20", "gru")], by_len
+    n = {int(m[0]): int(m[1]) for m in re.findall(r"L = (\d+): (\d+) windows", res.stdout)}
+    assert n[5] > n[20] > 0  # a longer history leaves fewer windows (nested sets)
 
 
 def test_traffic_bench_quick_folds_and_parse(bench_cli):

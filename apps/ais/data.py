@@ -155,6 +155,29 @@ def make_windows(df: pd.DataFrame, lookback: int, horizons: tuple[int, ...], max
             for k, v in out.items()}
 
 
+def mirrored(s: dict) -> dict:
+    """The windows ``s`` reflected about each vessel's course at its last report: a turn to port becomes the same
+    turn to starboard (cross-track, the sines of the course and heading offsets and the rate of turn change sign;
+    every east/north displacement is reflected about the course line). Training-only augmentation: a mirrored
+    window keeps the original's lat / lon fields, which only scoring reads."""
+    out = dict(s)
+    x = s["x"].copy()
+    for f in ("cross_km", "sin_dcog", "sin_dhdg"):
+        x[..., FEATURES.index(f)] *= -1
+    out["x"], out["omega"] = x, -s["omega"]
+    c = np.deg2rad(s["cog0"])
+    u = np.stack([np.sin(c), np.cos(c)], -1)  # the course's unit vector (east, north)
+
+    def reflect(v):  # v[W, ..., 2] -> 2 (v . u) u - v
+        uu = u.reshape(len(u), *([1] * (v.ndim - 2)), 2)
+        return 2 * (v * uu).sum(-1, keepdims=True) * uu - v
+
+    for k in ("true_en", "dr", "base", "prev_en"):
+        if k in s:
+            out[k] = reflect(s[k])
+    return out
+
+
 def dead_reckoning(sog_kn: np.ndarray, cog_deg: np.ndarray, horizons) -> np.ndarray:
     """[W] SOG (kn), COG (deg) -> displacements [W, H, 2] (east, north metres) along the reported course."""
     v = sog_kn * KNOT
@@ -179,6 +202,8 @@ class AISData(pl.LightningDataModule):
         max_gap: longest gap (s) between the two reports a target is interpolated from.
         min_sog: windows end at reports with at least this speed (knots).
         base: what learned models correct: dr (dead reckoning) or turn (the damped turn, tau chosen on validation).
+        mirror: add every training window's mirror image (a port turn as a starboard one) to the training split
+            (won on validation; README).
         split: vessel:K (5 grouped folds by md5 of the MMSI, fold K tested) or time.
         batch_size: windows per batch.
     """
@@ -186,7 +211,8 @@ class AISData(pl.LightningDataModule):
     def __init__(self, path: str | None = None, columns: str | None = None, time_format: str | None = None,
                  time_source: str = "receive", day: str | None = None, lookback: int = 10,
                  horizons: list[int] = (30, 60, 120), max_gap: float = 60.0, min_sog: float = 1.0,
-                 base: Literal["dr", "turn"] = "dr", split: str = "vessel:0", batch_size: int = 64):
+                 base: Literal["dr", "turn"] = "dr", mirror: bool = True, split: str = "vessel:0",
+                 batch_size: int = 64):
         super().__init__()
         if lookback < 2:
             raise DataError(f"lookback must be >= 2 reports, got {lookback}")
@@ -201,7 +227,7 @@ class AISData(pl.LightningDataModule):
         self.max_gap, self.min_sog, self.split, self.batch_size = float(max_gap), float(min_sog), split, batch_size
         if base not in ("dr", "turn"):
             raise DataError(f"unknown base {base!r}: dr or turn")
-        self.base = base
+        self.base, self.mirror = base, bool(mirror)
         self.sets: dict[str, dict] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -227,9 +253,6 @@ class AISData(pl.LightningDataModule):
         for name, idx in parts.items():
             if len(idx) == 0:
                 raise DataError(f"split {self.split}: the {name} split has no windows ({len(w['x'])} in all)")
-        x_train = w["x"][parts["train"]].reshape(-1, len(FEATURES))
-        self.mean, self.std = x_train.mean(0), x_train.std(0) + 1e-6
-        self.mean[-1], self.std[-1] = 0.0, 1.0  # the heading-valid flag stays 0/1
         dr_all = dead_reckoning(w["sog0"], w["cog0"], self.horizons)
         e, n = to_local(w["true_lat"], w["true_lon"], w["lat0"][:, None], w["lon0"][:, None])
         true_all = np.stack([e, n], -1)
@@ -238,6 +261,12 @@ class AISData(pl.LightningDataModule):
         self.turn_tau = self._choose_turn_tau()
         for v in self.sets.values():
             v["base"] = base_displacement(self.base, v["sog0"], v["cog0"], v["omega"], self.horizons, self.turn_tau)
+        if self.mirror:
+            tr, mi = self.sets["train"], mirrored(self.sets["train"])
+            self.sets["train"] = {k: np.concatenate([tr[k], mi[k]]) for k in tr}
+        x_train = self.sets["train"]["x"].reshape(-1, len(FEATURES))
+        self.mean, self.std = x_train.mean(0), x_train.std(0) + 1e-6
+        self.mean[-1], self.std[-1] = 0.0, 1.0  # the heading-valid flag stays 0/1
         resid = self.sets["train"]["true_en"] - self.sets["train"]["base"]  # the norm is the same in the track frame
         self.target_scale = np.sqrt((resid ** 2).mean(axis=(0, 2))) + 1.0  # metres per horizon, train only
 

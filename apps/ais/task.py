@@ -1,4 +1,4 @@
-"""Training and scoring AIS forecasters: Huber loss on the DR correction, haversine metres at every horizon.
+"""Training and scoring AIS forecasters: the distance to the target per horizon (as the metric), haversine metres.
 
 prediction (east/north metres from the last report) = DR displacement + R(COG) model(x) * target_scale[H], the model's
 correction being (cross-track, along-track) in the vessel's frame at its last report, rotated back by R(COG).
@@ -9,6 +9,8 @@ Test metrics, each over the same test windows, per horizon H (seconds): ``test_m
 ``test_rpd_<H>s`` / ``dr_rpd_<H>s`` (RPD, %, see :mod:`apps.ais.metrics`; predicting zero gives 200).
 """
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -26,12 +28,17 @@ class TrackForecaster(pl.LightningModule):
     Args:
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
+        loss: norm (the Euclidean distance of the correction per horizon: the metric's shape) or huber (smooth L1
+            per coordinate); norm won on validation (bench ais, README).
     """
 
     def __init__(self, model: torch.nn.Module, horizons: tuple[int, ...] = (30, 60, 120),
-                 target_scale: list[float] | None = None, lr: float = 2e-3, weight_decay: float = 1e-4):
+                 target_scale: list[float] | None = None, lr: float = 2e-3, weight_decay: float = 1e-4,
+                 loss: Literal["huber", "norm"] = "norm"):
         super().__init__()
-        self.model, self.horizons, self.lr, self.weight_decay = model, tuple(horizons), lr, weight_decay
+        if loss not in ("huber", "norm"):
+            raise ValueError(f"unknown loss {loss!r}: huber or norm")
+        self.model, self.horizons, self.lr, self.weight_decay, self.loss = model, tuple(horizons), lr, weight_decay, loss
         self.register_buffer("target_scale", torch.tensor(target_scale or [1.0] * len(horizons), dtype=torch.float))
         self._test: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -43,9 +50,15 @@ class TrackForecaster(pl.LightningModule):
         x, dr, target, cog, _ = batch
         corr = self.model(x)
         want = from_east_north(target - dr, cog) / self.target_scale[:, None]
-        loss = F.smooth_l1_loss(corr, want) + collect_aux_loss(self.model)
+        loss = self.fit_loss(corr, want) + collect_aux_loss(self.model)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
         return loss
+
+    def fit_loss(self, corr: torch.Tensor, want: torch.Tensor) -> torch.Tensor:
+        """corr, want [B, H, 2] in target-scale units -> the training loss (``loss``)."""
+        if self.loss == "huber":
+            return F.smooth_l1_loss(corr, want)
+        return (corr - want).norm(dim=-1).mean()
 
     def validation_step(self, batch, batch_idx):
         x, dr, target, cog, _ = batch

@@ -47,7 +47,15 @@ def _train(dm, name: str, seed: int, epochs: int) -> dict:
 
 
 def _fold_runs(a, lookback: int = 10) -> tuple[dict, list]:
-    """Train every model on every fold (and seed) -> ({model: {metric: [(fold, value)]}}, [(windows, vessels)])."""
+    """Train every model on every fold (and seed) -> ({model: {metric: [(fold, value)]}}, [(windows, vessels)]);
+    once per lookback and process (``folds`` and ``lengths`` share L = 10)."""
+    cache = a.__dict__.setdefault("fold_runs", {})
+    if lookback not in cache:
+        cache[lookback] = _train_folds(a, lookback)
+    return cache[lookback]
+
+
+def _train_folds(a, lookback: int) -> tuple[dict, list]:
     per: dict[str, dict[str, list]] = {}
     counts = []
     for k in a.folds:

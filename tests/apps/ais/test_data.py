@@ -87,3 +87,39 @@ def test_cleaning_drops_an_outlier_fix_but_not_the_good_fix_after_it():
     tracks, counts = clean(out)
     assert counts["impossible_jumps"] == 1 and counts["duplicate_receptions"] == 1
     assert list(tracks.time) == [0.0, 10.0, 20.0, 40.0, 50.0]
+
+
+def _turning_track(mmsi: int, side: float):
+    """A vessel at 10 kn turning at 0.4 deg/s to starboard (side +1) or, mirrored about north, to port (side -1);
+    reports every 10 s, heading 3 degrees off the course."""
+    import pandas as pd
+
+    from apps.ais.clean import KNOT
+
+    t = np.arange(0.0, 400.0, 10.0)
+    course = side * np.clip(0.4 * (t - 150.0), 0.0, None)  # straight, then turning
+    v = 10 * KNOT
+    step = np.deg2rad(course)
+    east = np.r_[0.0, np.cumsum(v * 10 * np.sin(step[:-1]))]
+    north = np.r_[0.0, np.cumsum(v * 10 * np.cos(step[:-1]))]
+    lat, lon = from_local(east, north, 55.0, 10.0)
+    return pd.DataFrame({"mmsi": mmsi, "time": t, "lat": lat, "lon": lon, "sog": 10.0, "cog": course % 360,
+                         "heading": (course + side * 3.0) % 360})
+
+
+def test_a_mirrored_window_is_the_window_of_the_mirrored_track():
+    """mirrored() (the training augmentation) of a starboard turn equals the windows of the same turn to port."""
+    from apps.ais.data import make_windows, mirrored, to_track_frame
+
+    w = {}
+    for side in (1.0, -1.0):
+        w[side] = make_windows(_turning_track(1, side), 10, (30, 60, 120), 60.0, 1.0)
+        e, n = to_local(w[side]["true_lat"], w[side]["true_lon"], w[side]["lat0"][:, None], w[side]["lon0"][:, None])
+        w[side]["true_en"] = np.stack([e, n], -1)
+    m = mirrored(w[1.0])
+    assert np.abs(w[1.0]["omega"]).max() > 0.3  # the windows do turn
+    np.testing.assert_allclose(m["x"], w[-1.0]["x"], atol=2e-4)
+    np.testing.assert_allclose(m["omega"], w[-1.0]["omega"], atol=1e-9)
+    frame = lambda en, cog: np.stack(to_track_frame(en[..., 0], en[..., 1], cog[:, None]), -1)  # noqa: E731
+    np.testing.assert_allclose(frame(m["true_en"], w[1.0]["cog0"]), frame(w[-1.0]["true_en"], w[-1.0]["cog0"]),
+                               atol=0.05)  # metres

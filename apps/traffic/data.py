@@ -95,14 +95,18 @@ class TrafficData(pl.LightningDataModule):
         burst_gap: seconds of silence that end a burst.
         batch_size: training batch size.
         seed: fold shuffling and label subsampling.
+        pretrain_paths: more captures (each a capture, folder or glob), unlabelled, added to the pretraining flows
+            (e.g. the Stratosphere and Zeek captures); files of ``path`` itself are never added this way, so a
+            validation or test capture never reaches pretraining.
     """
 
     def __init__(self, path: str | None = None, labels: str = "ndpi", label_column: str = "master_proto",
                  level: str = "flow", unmask: list[str] | None = None, split: str = "group:0", folds: int = 5,
                  classes: int = 7, min_captures: int = 5, per_capture: int = 50, label_fraction: float = 1.0, payload_bytes: int = 0,
                  bursts: int = 12, burst_packets: int = 6, burst_gap: float = 1.0, batch_size: int = 64,
-                 seed: int = 0):
+                 seed: int = 0, pretrain_paths: list[str] | None = None):
         super().__init__()
+        self.pretrain_paths = list(pretrain_paths or ())
         self.path, self.labels, self.label_column, self.level = path, labels, label_column, level
         self.unmask = tuple(unmask or ())
         bad = sorted(set(self.unmask) - set(SHORTCUTS))
@@ -215,9 +219,13 @@ class TrafficData(pl.LightningDataModule):
         return np.searchsorted(self.sets[split]["index"], np.asarray(idx))
 
     def pretrain_flows(self) -> list[Flow]:
-        """Every flow (labelled or not) of the captures that hold no validation or test flow."""
+        """Every flow (labelled or not) of the captures that hold no validation or test flow, and every flow of
+        ``pretrain_paths``' captures that are not among ``path``'s."""
         held = {self.flows[i].capture for s in ("val", "test") for i in self.sets[s]["index"]}
-        return [f for f in self.all_flows if f.capture not in held] if self.kind == "group" else self.all_flows
+        own = [f for f in self.all_flows if f.capture not in held] if self.kind == "group" else self.all_flows
+        mine = {f.resolve() for f in self.files}
+        extra = sorted({f for p in self.pretrain_paths for f in resolve_captures(p)[0] if f.resolve() not in mine})
+        return own + (read_flows(extra, self.payload_bytes)[0] if extra else [])
 
     def dataset(self, name: str) -> TensorDataset:
         s = self.sets[name]

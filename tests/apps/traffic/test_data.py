@@ -100,3 +100,17 @@ def test_label_csv_errors_name_the_file_and_column(tmp_path):
     bad.write_text("pcap,src_ip,src_port,dst_ip,dst_port,app\nx.pcap,1.1.1.1,1,2.2.2.2,2,DNS\n")
     with pytest.raises(DataError, match=r"labels.csv: line 1: missing column\(s\) \['l4_proto', 'master_proto'\]"):
         FlowLabelTable(bad, "master_proto")
+
+
+def test_pretraining_never_sees_a_validation_or_test_capture_and_takes_extra_corpora(dm, data_root):
+    held = {dm.flows[i].capture for s in ("val", "test") for i in dm.sets[s]["index"]}
+    own = dm.pretrain_flows()
+    assert own and not {f.capture for f in own} & held
+    extra = TrafficData(split="group:0", pretrain_paths=[str(data_root / "traffic/stratosphere"),
+                                                         str(data_root / "traffic/ndpi/pcap")])
+    extra.setup()
+    more = extra.pretrain_flows()
+    strato = {f.name for f in (data_root / "traffic/stratosphere").rglob("*") if f.is_file()}
+    added = more[len(own):]
+    assert added and {f.capture for f in added} <= strato  # nDPI's own captures are not added a second time
+    assert not {f.capture for f in more} & held

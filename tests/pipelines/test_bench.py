@@ -196,6 +196,7 @@ def test_ais_bench_quick_folds_lengths_and_ingest(bench_cli):
     gru = [c.strip() for c in rows["gru"].split("|")[2:-1]]
     assert all(re.match(r"^\d+\.\d \([-+]?\d+\.\d( ± \d+\.\d)? %\)$", c) for c in gru[:3]), gru  # m (vs DR)
     assert float(rows["dead reckoning"].split("|")[2]) > 0
+    assert float(gru[-1]) > 0 and rows["dead reckoning"].split("|")[-2].strip() == "-"  # the validation error column
     ours = [c.strip() for c in rows["ours: read + decode position reports + clean to tracks"].split("|")[2:-1]]
     ref = [c.strip() for c in rows["pyais BinaryIOStream + decode() of every message"].split("|")[2:-1]]
     assert ours[0] == ref[0] == "26077" and float(ours[3]) > 0  # same messages, a measured ratio

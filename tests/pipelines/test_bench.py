@@ -84,6 +84,7 @@ def test_bench_rejects_bad_configs_fast(bench_cli):
                       (("forecast", "--data", "ETTh9"), "unknown dataset 'ETTh9'"),
                       (("forecast", "--lr", "1e-3", "-1"), "--lr must be positive, got [-1.0]"),
                       (("ffn", "--variants", "mlp", "nope"), "unknown FFN variant(s) ['nope']"),
+                      (("audio", "--split", "speaker:nobody"), "expected official or speaker:<"),
                       (("warp",), "unknown benchmark area")]:
         res = bench_cli(*args)
         code, err = res.returncode, res.stderr

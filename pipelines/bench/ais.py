@@ -94,7 +94,8 @@ def folds(a) -> str:
     n_w, n_v = sum(c[0] for c in counts), sum(c[1] for c in counts)
     return (markdown(head, rows) + f"\n\nTest windows over the folds: {n_w} from {n_v} vessels "
             f"({', '.join(f'{w}/{v}' for w, v in counts)} per fold); seeds {a.seeds}; {a.epochs} epochs max, "
-            f"best validation epoch; predict-zero RPD = 200 %; training loss {a.loss}, "
+            f"best validation epoch; predict-zero RPD = 200 %; the learned models correct "
+            f"{'dead reckoning' if a.base == 'dr' else 'the damped turn'}; training loss {a.loss}, "
             f"{'with' if a.mirror else 'without'} mirrored windows; val mean m: the validation error (all horizons) "
             f"of the chosen epochs, mean over folds and seeds, what training choices are made on.")
 

@@ -182,8 +182,9 @@ def parse(argv):
     ap.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True,
                     help="train on mirrored windows too")
     ap.add_argument("--lookbacks", nargs="+", type=int, default=[5, 10, 20], help="window lengths (reports), lengths")
-    add_common(ap, SECTIONS, quick_reps=2)
-    a = parse_quick(ap, argv, folds=[0, 1], seeds=[0], models=["spadon", "gru"], epochs=3, lookbacks=[5, 20])
+    add_common(ap, SECTIONS)
+    a = parse_quick(ap, argv, folds=[0, 1], seeds=[0], models=["spadon", "gru"], epochs=3, lookbacks=[5, 20],
+                    reps=2)
     return check_sections(ap, a, SECTIONS)
 
 

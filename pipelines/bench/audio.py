@@ -175,8 +175,8 @@ def parse_args(argv):
     ap.add_argument("--subset", type=int, default=0, help="recordings per digit and speaker (0: all)")
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--tokens", nargs="+", type=int, default=[32, 128, 512], help="audio tokens (cost)")
-    add_common(ap, SECTIONS, quick_reps=3)
-    a = parse_quick(ap, argv, subset=2, seeds=ap.get_default("seeds")[:1], stage_epochs=[1, 1, 1])
+    add_common(ap, SECTIONS)
+    a = parse_quick(ap, argv, subset=2, seeds=ap.get_default("seeds")[:1], stage_epochs=[1, 1, 1], reps=3)
     a.cache = {}
     return check_sections(ap, a, SECTIONS)
 

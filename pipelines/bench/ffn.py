@@ -104,8 +104,8 @@ def parse(argv):
     ap.add_argument("--iters", type=int, default=None, help="char-LM iterations (default 2000 as nanoGPT; quick 200)")
     ap.add_argument("--epochs", type=int, default=None, help="S-Mamba epochs per variant (default 1)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[2023, 2024, 2025], help="S-Mamba seeds (quick: the first)")
-    add_common(ap, SECTIONS, quick_reps=5)
-    a = check_sections(ap, parse_quick(ap, argv, seeds=ap.get_default("seeds")[:1]), SECTIONS)
+    add_common(ap, SECTIONS)
+    a = check_sections(ap, parse_quick(ap, argv, seeds=ap.get_default("seeds")[:1], reps=5), SECTIONS)
     a.sections = [s for s in SECTIONS if s in a.sections]
     a.iters = a.iters or (200 if a.quick else 2000)
     a.epochs = a.epochs or 1

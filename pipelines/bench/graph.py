@@ -220,8 +220,9 @@ def parse(argv):
     ap.add_argument("--splits", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--depths", nargs="+", type=int, default=[2, 4, 8])
     ap.add_argument("--epochs", type=int, default=1000, help="max epochs (per layer for SF) on Cora_ML")
-    add_common(ap, SECTIONS, quick_reps=5)
-    a = parse_quick(ap, argv, seeds=ap.get_default("seeds")[:2], splits=[0], depths=[2, 8], epochs=200)
+    add_common(ap, SECTIONS)
+    a = parse_quick(ap, argv, seeds=ap.get_default("seeds")[:2], splits=[0], depths=[2, 8], epochs=200,
+                    reps=5)
     return check_sections(ap, a, SECTIONS)
 
 

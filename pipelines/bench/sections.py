@@ -12,13 +12,11 @@ import mlflow
 from pipelines import tracking
 
 
-def add_common(ap, sections: tuple[str, ...], reps: int = 20, quick_reps: int | None = None) -> None:
-    """--sections, --reps (timing repetitions: ``reps``, or ``quick_reps`` under --quick unless given), --threads."""
+def add_common(ap, sections: tuple[str, ...], reps: int = 20) -> None:
+    """--sections, --reps (timing repetitions; a --quick default goes through :func:`parse_quick`), --threads."""
     ap.add_argument("--sections", nargs="+", default=list(sections))
-    ap.add_argument("--reps", type=int, default=None, help=f"timing repetitions (default {reps}"
-                    + (f", --quick {quick_reps})" if quick_reps else ")"))
+    ap.add_argument("--reps", type=int, default=reps, help=f"timing repetitions (default {reps})")
     ap.add_argument("--threads", type=int, default=None)
-    ap.set_defaults(_reps=(reps, quick_reps or reps))
 
 
 def parse_quick(ap, argv, **quick):
@@ -31,13 +29,11 @@ def parse_quick(ap, argv, **quick):
 
 
 def check_sections(ap, a, sections: tuple[str, ...]):
-    """Refuse unknown sections; resolve --reps when the user did not give it."""
+    """Refuse unknown sections and a non-positive --reps."""
     bad = sorted(set(a.sections) - set(sections))
     if bad:
         ap.error(f"unknown section(s) {bad}; known: {', '.join(sections)}")
-    if a.reps is None:
-        a.reps = a._reps[1] if getattr(a, "quick", False) else a._reps[0]
-    elif a.reps <= 0:
+    if a.reps <= 0:
         ap.error(f"--reps must be positive, got {a.reps}")
     return a
 

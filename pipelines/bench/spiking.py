@@ -213,8 +213,8 @@ def parse(argv):
     ap.add_argument("--hidden", type=int, default=48, help="FSDD hidden neurons per layer")
     ap.add_argument("--max-delay", type=int, default=13, help="FSDD longest delay, bins")
     ap.add_argument("--lr-positions", type=float, default=0.1, help="FSDD Adam lr of the delay positions (the job's)")
-    add_common(ap, SECTIONS, quick_reps=5)
-    a = parse_quick(ap, argv, seeds=[0], splits=["official"], epochs=2, synthetic_epochs=3)
+    add_common(ap, SECTIONS)
+    a = parse_quick(ap, argv, seeds=[0], splits=["official"], epochs=2, synthetic_epochs=3, reps=5)
     return check_sections(ap, a, SECTIONS)
 
 

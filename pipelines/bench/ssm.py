@@ -31,7 +31,7 @@ import time
 
 import torch
 
-from pipelines.bench.sections import add_common, bench_main, check_sections, interleaved_ms
+from pipelines.bench.sections import add_common, bench_main, check_sections, interleaved_ms, parse_quick
 from pipelines.bench.table import markdown
 
 BATCH, D_INNER, D_STATE = 16, 256, 16
@@ -255,8 +255,8 @@ def parse(argv):
     ap.add_argument("--quick", action="store_true", help="L = 11, 64 and fewer repeats")
     ap.add_argument("--sequential-max-len", type=int, default=256,
                     help="run mambapy's sequential loop up to this L (its backward is O(L^2): minutes at 1024)")
-    add_common(ap, tuple(SECTIONS), reps=7, quick_reps=3)
-    return check_sections(ap, ap.parse_args(argv), tuple(SECTIONS))
+    add_common(ap, tuple(SECTIONS), reps=7)
+    return check_sections(ap, parse_quick(ap, argv, reps=3), tuple(SECTIONS))
 
 
 def main(argv: list[str]) -> int:

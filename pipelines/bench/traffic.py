@@ -241,9 +241,9 @@ def parse_args(argv):
     ap.add_argument("--pretrain_epochs", type=int, default=3)
     ap.add_argument("--pretrained_controls", action="store_true",
                     help="also run the pretrained model in the shortcuts and leaky controls (about 2x their time)")
-    add_common(ap, SECTIONS, reps=3, quick_reps=1)
+    add_common(ap, SECTIONS, reps=3)
     a = parse_quick(ap, argv, folds=ap.get_default("folds")[:2], seeds=ap.get_default("seeds")[:1], epochs=3,
-                    pretrain_epochs=1)
+                    pretrain_epochs=1, reps=1)
     a.cache = {}
     return check_sections(ap, a, SECTIONS)
 

@@ -21,6 +21,8 @@ with an *oracle* in the audio slot (the item's labels as word embeddings) -- ``f
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,12 +53,26 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
+def sinusoid(n: int, dim: int, device=None) -> torch.Tensor:
+    """[n, dim] fixed position code of n tokens (Vaswani et al. 2017): sin and cos at dim / 2 frequencies. Frame
+    features (log-mel, MFCC) carry no position of their own, and attention over a set of keys is blind to their
+    order, so without it "which digit came second" can only be guessed among the digits heard."""
+    ang = torch.arange(n, device=device, dtype=torch.float32)[:, None] * torch.exp(
+        -math.log(1e4) * torch.arange(0, dim, 2, device=device, dtype=torch.float32) / dim)
+    return torch.cat([ang.sin(), ang.cos()], -1)[:, :dim]
+
+
+def _positioned(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` [B, T, dim] + its position code (a model pickled before positions existed stays as it was trained)."""
+    return x + sinusoid(x.shape[1], x.shape[2], x.device) if getattr(module, "positions", False) else x
+
+
 class MLPConnector(nn.Module):
-    """features [B, T, D], mask [B, T] -> tokens [B, ceil(T / stride), dim], mask."""
+    """features [B, T, D], mask [B, T] -> tokens [B, ceil(T / stride), dim] (+ their position code), mask."""
 
     def __init__(self, in_dim: int, dim: int, stride: int = 4):
         super().__init__()
-        self.stride = stride
+        self.stride, self.positions = stride, True
         self.norm = Standardize(in_dim)
         self.proj = nn.Sequential(nn.Linear(in_dim * stride, dim), nn.GELU(), nn.Linear(dim, dim))
 
@@ -65,7 +81,7 @@ class MLPConnector(nn.Module):
         pad = -t % self.stride
         x = F.pad(self.norm(x) * mask[..., None], (0, 0, 0, pad))
         m = F.pad(mask, (0, pad)).view(b, -1, self.stride).any(-1)
-        return self.proj(x.reshape(b, -1, d * self.stride)), m
+        return _positioned(self, self.proj(x.reshape(b, -1, d * self.stride))), m
 
 
 def cross_mask(cmask: torch.Tensor, nq: int) -> torch.Tensor:
@@ -78,7 +94,8 @@ def cross_mask(cmask: torch.Tensor, nq: int) -> torch.Tensor:
 
 
 class Resampler(nn.Module):
-    """``latents`` learnable queries cross-attend to the features: [B, T, D] -> [B, latents, dim] (all visible)."""
+    """``latents`` learnable queries cross-attend to the features (+ their position code): [B, T, D] ->
+    [B, latents, dim] (all visible)."""
 
     def __init__(self, in_dim: int, dim: int, latents: int = 8, heads: int = 4):
         super().__init__()
@@ -88,10 +105,11 @@ class Resampler(nn.Module):
         self.ffn = build_ffn("mlp", dim, hidden=2 * dim)
         self.n1, self.n2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.mask = torch.ones(latents, dtype=torch.bool)
+        self.positions = True
 
     def forward(self, x, mask):
         b = x.shape[0]
-        ctx = self.inp(self.norm(x))
+        ctx = _positioned(self, self.inp(self.norm(x)))
         q = self.latents.expand(b, -1, -1)
         h = q + self.attn(self.n1(q), attn_mask=cross_mask(mask, q.shape[1]), context=ctx)  # latents read features
         h = h + self.ffn(self.n2(h))
@@ -163,6 +181,7 @@ class AudioLM(nn.Module):
         self.summaries = nn.ModuleDict({n: Resampler(feature_dims[n], dim, summary) for n in names}
                                        if integration == "pal" else {})
         self.kind = nn.Parameter(torch.randn(len(names) + 1, dim) * 0.02)  # per encoder (+ the oracle) type
+        self.positions = True  # the oracle's words in order, like the connectors' tokens
         layers = range(start, depth)
         self.lal = nn.ModuleDict({str(i): nn.Linear(dim, dim) for i in layers} if integration in ("lal", "pal")
                                  else {})
@@ -185,7 +204,7 @@ class AudioLM(nn.Module):
     def _sources(self, audio: dict | None, oracle: torch.Tensor | None):
         """-> (full tokens [B, Na, dim], mask), (summary tokens, mask) or None for each."""
         if oracle is not None:  # stage 0: the labels' word embeddings stand in for every encoder
-            tok = self.embed(oracle) + self.kind[-1]
+            tok = _positioned(self, self.embed(oracle)) + self.kind[-1]
             m = oracle != PAD
             if self.integration == "pal":
                 return (tok, m), (tok, m)

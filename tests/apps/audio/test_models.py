@@ -137,3 +137,18 @@ def test_attention_mass_is_zero_before_the_audio_arrives_and_a_share_after():
                          collate=lambda rs: {"tokens": tokens, "audio": audio})
     mass = audio_attention_mass(m, dm)
     assert mass[:2] == [0.0, 0.0] and all(0 < x < 1 for x in mass[2:])
+
+
+@pytest.mark.parametrize("integration", INTEGRATIONS)
+@pytest.mark.parametrize("connector", ["mlp", "resampler"])
+def test_audio_tokens_carry_their_order(integration, connector):
+    """Two digits heard in the other order must be able to give another answer ("which came second?"): the audio
+    tokens (and the stage-0 oracle's words) carry a position code. Without it, attention over the audio keys is a
+    function of the set of tokens, and reversing them changes nothing."""
+    m = _model(integration, connector=connector, stride=2)
+    tokens, audio = _batch()
+    tokens, audio = tokens[1:2], {n: (x[1:2, :12], mk[1:2, :12]) for n, (x, mk) in audio.items()}  # 12 valid frames
+    rev = {n: (x.view(1, 6, 2, -1).flip(1).reshape(x.shape), mk) for n, (x, mk) in audio.items()}  # tokens reversed
+    assert not torch.allclose(m(tokens, audio), m(tokens, rev), atol=1e-5)
+    oracle = torch.tensor([[5, 6, 7]])
+    assert not torch.allclose(m(tokens, oracle=oracle), m(tokens, oracle=oracle.flip(1)), atol=1e-5)

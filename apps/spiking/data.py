@@ -2,8 +2,9 @@
 
 ``SpikeData(source="fsdd")`` reads ``$FFN_DATA_DIR/audio/fsdd/recordings/{digit}_{speaker}_{index}.wav``, encodes
 each file with :class:`apps.spiking.encode.SpikeEncoder` and caches the set on disk keyed by the encoder settings
-and the file list. Splits: ``official`` (index 0-4 test, 5-9 validation, 10-49 train: the same speakers
-everywhere) and ``speaker:NAME`` (that speaker is the test set; index 0-4 of the others validation).
+and the file list. Splits: ``official`` (index 0-4 test, the next ``val_recordings`` (5: 5-9) validation, the rest
+train: the same speakers everywhere) and ``speaker:NAME`` (that speaker is the test set; index 0 to
+``val_recordings - 1`` of the others validation).
 ``source="path/to/shd_train.h5"`` reads SHD's layout (``spikes/times`` [s], ``spikes/units``, ``labels``; a
 ``shd_test.h5`` beside it is the test set), binned in 10 ms. ``source="synthetic"``: see ``synthetic.py``.
 Batches: ``(spikes[B, T, C] float, label[B] long)``.
@@ -92,14 +93,19 @@ class SpikeData(pl.LightningDataModule):
         split: official (FSDD recordings 0-4 test) or speaker:NAME (that speaker held out).
         batch_size: samples per batch.
         seed: seed of the validation split and the synthetic task.
+        val_recordings: FSDD recording indices per speaker and digit held out for validation (5: 300 clips on
+            the official split, where accuracy saturates near 98 %, one clip = 0.33 %; 10: 600 clips).
         encoder: SpikeEncoder options (filterbank, channels, bin_ms, max_bins, ...).
         synthetic: options of the synthetic task.
     """
 
     def __init__(self, source: str = "fsdd", split: str = "official", batch_size: int = 64, seed: int = 0,
-                 encoder: dict | None = None, synthetic: dict | None = None):
+                 val_recordings: int = 5, encoder: dict | None = None, synthetic: dict | None = None):
         super().__init__()
+        if not 1 <= val_recordings <= 40:
+            raise DataError(f"val_recordings={val_recordings}: 1 to 40 of FSDD's 50 recordings per digit and speaker")
         self.source, self.split, self.batch_size, self.seed = source, split, batch_size, seed
+        self.val_recordings = val_recordings
         self.encoder = SpikeEncoder(**(encoder or {}))
         self.synthetic = synthetic or {}
         self.sets: dict[str, TensorDataset] = {}
@@ -132,10 +138,11 @@ class SpikeData(pl.LightningDataModule):
         x, y, idx, spk = d["spikes"].float(), d["labels"], d["index"], np.array(d["speakers"])
         self.stats = dict(d["stats"])
         if self.split == "official":
-            parts = {"test": idx < 5, "val": (idx >= 5) & (idx < 10), "train": idx >= 10}
+            end = 5 + self.val_recordings
+            parts = {"test": idx < 5, "val": (idx >= 5) & (idx < end), "train": idx >= end}
         else:
-            held = torch.from_numpy(spk == self.split.split(":", 1)[1])
-            parts = {"test": held, "val": ~held & (idx < 5), "train": ~held & (idx >= 5)}
+            held, v = torch.from_numpy(spk == self.split.split(":", 1)[1]), self.val_recordings
+            parts = {"test": held, "val": ~held & (idx < v), "train": ~held & (idx >= v)}
         self.sets = {k: TensorDataset(x[m], y[m]) for k, m in parts.items()}
         self.num_classes, self.channels = 10, x.size(-1)
 

@@ -5,6 +5,7 @@ Sections:
   every vessel tested once), over seeds; per horizon the mean / median haversine error, the change relative to
   dead reckoning on the same windows (mean ± std over folds) and the RPD (predict-zero = 200 %). Models are
   trained by the runner's own code path (best validation epoch), without MLflow logging per model.
+  ``--ensemble`` adds each model's seed ensemble: the mean of its seeds' predicted displacements, scored alike.
 - ``lengths``: the paper's comparison by sequence length (its Table: short / medium / long message sequences):
   every learned model on the same folds with windows of ``--lookbacks`` reports; per length, the error at the
   longest horizon, its change vs dead reckoning on the same windows, and the RPD. Windows need ``L`` reports of
@@ -23,20 +24,22 @@ import tracemalloc
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 
 from apps.ais.clean import clean
 from apps.ais.data import FEATURES, AISData, resolve_paths
 from apps.ais.models import build_model
 from apps.ais.nmea import read
-from apps.ais.task import TrackForecaster
+from apps.ais.task import TrackForecaster, score_windows
 from pipelines.bench.sections import add_common, bench_main, check_sections, parse_quick
 from pipelines.bench.table import markdown, mean_std
 
 SECTIONS = ("folds", "lengths", "ingest")
 
 
-def _train(dm, name: str, seed: int, epochs: int, loss: str = "norm") -> dict:
-    """-> the test metrics of the best validation epoch, and that epoch's validation error (``val_mean_m``)."""
+def _train(dm, name: str, seed: int, epochs: int, loss: str = "norm") -> tuple[dict, dict]:
+    """-> (the test metrics of the best validation epoch with that epoch's validation error ``val_mean_m``,
+    that model's displacement predictions {"val", "test"} [W, H, 2] in window order)."""
     pl.seed_everything(seed, verbose=False)
     task = TrackForecaster(build_model(name, len(FEATURES), len(dm.horizons)), dm.horizons, dm.target_scale.tolist(),
                            loss=loss)
@@ -45,8 +48,24 @@ def _train(dm, name: str, seed: int, epochs: int, loss: str = "norm") -> dict:
         tr = pl.Trainer(max_epochs=epochs, logger=False, callbacks=[ckpt], enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=d)
         tr.fit(task, datamodule=dm)
-        return {**tr.test(task, datamodule=dm, ckpt_path="best", verbose=False)[0],
-                "val_mean_m": float(ckpt.best_model_score)}
+        m = {**tr.test(task, datamodule=dm, ckpt_path="best", verbose=False)[0],
+             "val_mean_m": float(ckpt.best_model_score)}
+    return m, {"val": _predict(task, dm.val_dataloader()), "test": _predict(task, dm.test_dataloader())}
+
+
+def _predict(task, loader) -> np.ndarray:
+    task.eval()
+    with torch.no_grad():
+        return torch.cat([task(x, dr, cog) for x, dr, _, cog, _ in loader]).double().numpy()
+
+
+def _ensemble(dm, preds: list[dict]) -> dict:
+    """Metrics of the mean of several models' displacement predictions (a deep ensemble over seeds), scored like
+    one model: test metrics on the same windows, ``val_mean_m`` as in validation (local-frame metres)."""
+    mean = {k: np.mean([p[k] for p in preds], axis=0) for k in ("val", "test")}
+    val_err = np.linalg.norm(mean["val"] - dm.sets["val"]["true_en"], axis=-1).mean()
+    return {**score_windows(mean["test"], dm.sets["test"], dm.horizons, turn_tau=dm.turn_tau),
+            "val_mean_m": float(val_err)}
 
 
 def _fold_runs(a, lookback: int = 10) -> tuple[dict, list]:
@@ -66,14 +85,28 @@ def _train_folds(a, lookback: int) -> tuple[dict, list]:
         dm.setup()
         counts.append((len(dm.sets["test"]["x"]), len(np.unique(dm.sets["test"]["mmsi"]))))
         for name in a.models:
+            preds = []
             for seed in a.seeds:
-                m = _train(dm, name, seed, a.epochs, a.loss)
+                m, p = _train(dm, name, seed, a.epochs, a.loss)
+                preds.append(p)
                 for key, v in m.items():
                     per.setdefault(name, {}).setdefault(key, []).append((k, v))
+            if a.ensemble and len(preds) > 1:
+                for key, v in _ensemble(dm, preds).items():
+                    per.setdefault(_ens(name, a), {}).setdefault(key, []).append((k, v))
         last = f"test_mean_m_{a.horizons[-1]}s"
-        got = ", ".join(f"{n} {statistics.mean(v for f, v in per[n][last] if f == k):.1f}" for n in a.models)
+        got = ", ".join(f"{n} {statistics.mean(v for f, v in per[n][last] if f == k):.1f}" for n in per)
         print(f"L={lookback} fold {k}: {got}, DR {m[f'dr_mean_m_{a.horizons[-1]}s']:.1f} m", flush=True)
     return per, counts
+
+
+def _ens(name: str, a) -> str:
+    return f"{name}, mean of the {len(a.seeds)} seeds' predictions"
+
+
+def _learned(a, per: dict) -> list[str]:
+    """The learned rows: each model, then its seed ensemble (``--ensemble``)."""
+    return [n for m in a.models for n in (m, _ens(m, a)) if n in per]
 
 
 def folds(a) -> str:
@@ -84,7 +117,7 @@ def folds(a) -> str:
                        ("damped turn (tau chosen on val)", "turn")):
         rows.append([label] + [_cell(ref, f"{key}_mean_m_{h}s", ref, h, key) for h in a.horizons]
                     + [mean_std([v for _, v in ref[f"dr_rpd_{a.horizons[-1]}s"]], 1) if key == "dr" else "-"])
-    for name in a.models:
+    for name in _learned(a, per):
         rows.append([name] + [_cell(per[name], f"test_mean_m_{h}s", per[name], h, "test") for h in a.horizons]
                     + [mean_std([v for _, v in per[name][f"test_rpd_{a.horizons[-1]}s"]], 1),
                        f"{statistics.mean(v for _, v in per[name]['val_mean_m']):.2f}"])
@@ -97,7 +130,9 @@ def folds(a) -> str:
             f"best validation epoch; predict-zero RPD = 200 %; the learned models correct "
             f"{'dead reckoning' if a.base == 'dr' else 'the damped turn'}; training loss {a.loss}, "
             f"{'with' if a.mirror else 'without'} mirrored windows; val mean m: the validation error (all horizons) "
-            f"of the chosen epochs, mean over folds and seeds, what training choices are made on.")
+            f"of the chosen epochs, mean over folds and seeds, what training choices are made on"
+            + ("; a seed-ensemble row averages the seeds' predicted displacements per window (one ensemble per "
+               "fold, so its ± is over folds only)." if a.ensemble else "."))
 
 
 def lengths(a) -> str:
@@ -108,7 +143,7 @@ def lengths(a) -> str:
         ref = per[a.models[0]]
         rows.append([L, "dead reckoning", _cell(ref, f"dr_mean_m_{h}s", ref, h, "dr"),
                      mean_std([v for _, v in ref[f"dr_rpd_{h}s"]], 1)])
-        for name in a.models:
+        for name in _learned(a, per):
             rows.append([L, name, _cell(per[name], f"test_mean_m_{h}s", per[name], h, "test"),
                          mean_std([v for _, v in per[name][f"test_rpd_{h}s"]], 1)])
         notes.append(f"L = {L}: {sum(c[0] for c in counts)} windows from {sum(c[1] for c in counts)} vessels")
@@ -181,6 +216,8 @@ def parse(argv):
     ap.add_argument("--loss", choices=("norm", "huber"), default="norm", help="the learned models' training loss")
     ap.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True,
                     help="train on mirrored windows too")
+    ap.add_argument("--ensemble", action="store_true",
+                    help="also score each model's seed ensemble (the mean of its seeds' predictions) as a row")
     ap.add_argument("--lookbacks", nargs="+", type=int, default=[5, 10, 20], help="window lengths (reports), lengths")
     add_common(ap, SECTIONS)
     a = parse_quick(ap, argv, folds=[0, 1], seeds=[0], models=["spadon", "gru"], epochs=3, lookbacks=[5, 20],
@@ -192,5 +229,5 @@ def main(argv: list[str]) -> int:
     a = parse(argv)
     params = {"sections": ",".join(a.sections), "folds": ",".join(map(str, a.folds)),
               "seeds": ",".join(map(str, a.seeds)), "models": ",".join(a.models), "epochs": a.epochs, "base": a.base,
-              "loss": a.loss, "mirror": a.mirror, "lookbacks": ",".join(map(str, a.lookbacks))}
+              "loss": a.loss, "mirror": a.mirror, "ensemble": a.ensemble, "lookbacks": ",".join(map(str, a.lookbacks))}
     return bench_main("ais", a, {s: globals()[s] for s in SECTIONS}, lambda: resolve_paths(None), params)

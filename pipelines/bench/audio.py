@@ -34,6 +34,11 @@ METHODS = {"PLITS": ("plits", 0), "PLITS, delayed (layer 2)": ("plits", 2), "LAL
            "LAL, delayed (layer 2)": ("lal", 2), "PAL": ("pal", 0), "gated cross-attention": ("xattn", 0)}
 
 
+def _key(integration: str, start: int) -> str:
+    """--methods name of a METHODS row: plits, plits_delayed, lal, ..."""
+    return integration + ("_delayed" if start else "")
+
+
 def train_and_test(dm: AudioQA, a, seed: int, keep: list | None = None, **model_kw) -> dict:
     """The job's three stages on ``dm``; -> test metrics of the best validation epoch (the model of that epoch is
     appended to ``keep`` if given)."""
@@ -81,6 +86,8 @@ def integration(a) -> str:
     dm = _data(a, a.encoders)
     runs = {}
     for name, (integ, start) in METHODS.items():
+        if _key(integ, start) not in a.methods:
+            continue
         runs[name] = [train_and_test(dm, a, s, integration=integ, start=start) for s in a.seeds]
         print(f"{name}: " + ", ".join(f"{r['test_acc']:.3f}" for r in runs[name]), flush=True)
     return markdown(_header("integration"), _rows(a, runs)) + _note(a, a.encoders)
@@ -171,6 +178,8 @@ def parse_args(argv):
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--encoders", nargs="+", default=["mel", "ge2e"])
     ap.add_argument("--stage_epochs", nargs=3, type=int, default=[3, 3, 6])
+    keys = [_key(*m) for m in METHODS.values()]
+    ap.add_argument("--methods", nargs="+", default=keys, choices=keys, help="the integration section's rows")
     ap.add_argument("--split", default="official", help="official, or speaker:<name> (that speaker held out)")
     ap.add_argument("--subset", type=int, default=0, help="recordings per digit and speaker (0: all)")
     ap.add_argument("--dim", type=int, default=64)
@@ -185,7 +194,8 @@ def main(argv: list[str]) -> int:
     a = parse_args(argv)
     params = {"sections": ",".join(a.sections), "seeds": ",".join(map(str, a.seeds)),
               "encoders": ",".join(a.encoders), "stage_epochs": ",".join(map(str, a.stage_epochs)),
-              "subset": a.subset, "dim": a.dim, "split": a.split}
+              "subset": a.subset, "dim": a.dim, "split": a.split,
+              "methods": ",".join(a.methods)}
     return bench_main("audio", a, {s: globals()[s] for s in SECTIONS},
                       lambda: (AudioQA(encoders=a.encoders, split=a.split),  # a bad split or encoder: exit 2
                                fsdd_files(data_dir() / "audio" / "fsdd" / "recordings")), params)

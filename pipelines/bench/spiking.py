@@ -3,7 +3,8 @@ delay layer's speed.
 
 Sections (``--sections``): ``synthetic`` the burst-order task (``apps/spiking/synthetic.py``: the same single-frame
 statistics in every class, so only delays can solve it); ``encoders`` the gammatone and mel front ends with learned
-delays on the official split, chosen by validation accuracy; ``fsdd`` spoken digits as spike trains, the official
+delays on the official split, chosen by validation accuracy; ``delay_range`` the longest delay (``--max-delays``) with
+learned delays on the official split, chosen by validation accuracy; ``fsdd`` spoken digits as spike trains, the official
 split and leave-one-speaker-out (each of the 6 speakers held out in turn, seeds cycling over the folds, with
 per-fold paired gaps); ``speed`` the delay layer against a dense temporal convolution with the full max-delay
 kernel (what a DCLS convolution computes), training step and inference, interleaved in one process.
@@ -35,7 +36,7 @@ from pipelines.bench.sections import add_common, check_sections, interleaved_ms,
 from pipelines.bench.table import markdown, mean_std
 from pipelines.runner import set_threads
 
-SECTIONS = ("synthetic", "encoders", "fsdd", "speed")
+SECTIONS = ("synthetic", "encoders", "delay_range", "fsdd", "speed")
 VARIANTS = ("none", "random", "learned")
 SYNTHETIC_MODEL = {"hidden": 48, "max_delay": 16}
 SYNTHETIC_OPTIM = {"lr": 2e-3}  # on validation (hidden 24, seed 0): 1e-3 58.6, 2e-3 77.4, 5e-3 60.6 %
@@ -91,8 +92,9 @@ def _optim(a) -> dict:
     return {"lr_positions": a.lr_positions}
 
 
-def _fsdd(split: str, filterbank: str | None = None) -> SpikeData:
-    return SpikeData("fsdd", split=split, batch_size=64, encoder={"filterbank": filterbank} if filterbank else None)
+def _fsdd(a, split: str, filterbank: str | None = None) -> SpikeData:
+    return SpikeData("fsdd", split=split, batch_size=64, val_recordings=a.val_recordings,
+                     encoder={"filterbank": filterbank} if filterbank else None)
 
 
 def _loso(a) -> list[list]:
@@ -101,7 +103,7 @@ def _loso(a) -> list[list]:
     speakers = sorted({f[2] for f in fsdd_files(data_dir() / "audio" / "fsdd" / "recordings")})
     folds = {v: [] for v in VARIANTS}
     for k, who in enumerate(speakers):
-        runs = _runs(f"FSDD speaker:{who}", _fsdd(f"speaker:{who}"), [a.seeds[k % len(a.seeds)]], a.epochs,
+        runs = _runs(f"FSDD speaker:{who}", _fsdd(a, f"speaker:{who}"), [a.seeds[k % len(a.seeds)]], a.epochs,
                      optim=_optim(a), **_model_kw(a))
         for v in VARIANTS:
             folds[v] += runs[v]
@@ -127,11 +129,25 @@ def synthetic(a) -> str:
 def encoders(a) -> str:
     rows = []
     for name in FILTERBANKS:
-        runs = _runs(f"FSDD official {name}", _fsdd("official", name), a.seeds, a.epochs, ("learned",),
+        runs = _runs(f"FSDD official {name}", _fsdd(a, "official", name), a.seeds, a.epochs, ("learned",),
                      _optim(a), **_model_kw(a))
         rows.append(_row(f"FSDD official, {name} (gain {GAINS[name]:g})", "learned", runs["learned"],
                          str(len(a.seeds))))
     return markdown(HEAD, rows)
+
+
+def delay_range(a) -> str:
+    """Learned delays on the official split for each longest delay D in ``--max-delays``; the last column marks the
+    one with the best mean validation accuracy (what ``--max-delay`` should then be)."""
+    rows, val = [], {}
+    for d in a.max_delays:
+        runs = _runs(f"FSDD official D={d}", _fsdd(a, "official"), a.seeds, a.epochs, ("learned",), _optim(a),
+                     hidden=a.hidden, max_delay=d)
+        val[d] = statistics.mean(r["val"] for r in runs["learned"])
+        rows.append(_row(f"FSDD official, D = {d} bins ({d * 20} ms)", "learned", runs["learned"], str(len(a.seeds))))
+    best = max(val, key=val.get)
+    return markdown(HEAD + ["chosen (best val)"],
+                    [r + ["yes" if d == best else ""] for r, d in zip(rows, a.max_delays)])
 
 
 def fsdd(a) -> str:
@@ -140,7 +156,7 @@ def fsdd(a) -> str:
         if s == "loso":
             rows += _loso(a)
         else:
-            runs = _runs(f"FSDD {s}", _fsdd(s), a.seeds, a.epochs, optim=_optim(a), **_model_kw(a))
+            runs = _runs(f"FSDD {s}", _fsdd(a, s), a.seeds, a.epochs, optim=_optim(a), **_model_kw(a))
             rows += [_row(f"FSDD {s}", v, runs[v], str(len(a.seeds))) for v in VARIANTS]
     return markdown(HEAD, rows)
 
@@ -212,6 +228,9 @@ def parse(argv):
     ap.add_argument("--synthetic-epochs", type=int, default=20)
     ap.add_argument("--hidden", type=int, default=48, help="FSDD hidden neurons per layer")
     ap.add_argument("--max-delay", type=int, default=13, help="FSDD longest delay, bins")
+    ap.add_argument("--max-delays", nargs="+", type=int, default=[13, 25], help="delay_range's choices, bins")
+    ap.add_argument("--val-recordings", type=int, default=5,
+                    help="FSDD recordings per digit and speaker in validation (5: 300 clips on the official split)")
     ap.add_argument("--lr-positions", type=float, default=0.1, help="FSDD Adam lr of the delay positions (the job's)")
     add_common(ap, SECTIONS)
     a = parse_quick(ap, argv, seeds=[0], splits=["official"], epochs=2, synthetic_epochs=3, reps=5)
@@ -222,7 +241,7 @@ def main(argv: list[str]) -> int:
     a = parse(argv)
     quiet()
     threads = set_threads({"threads": a.threads})
-    if {"fsdd", "encoders"} & set(a.sections):
+    if {"fsdd", "encoders", "delay_range"} & set(a.sections):
         try:
             for s in a.splits:  # fail fast (and fill the spike cache) before any training
                 SpikeData("fsdd", split="official" if s == "loso" else s).setup()
@@ -231,6 +250,7 @@ def main(argv: list[str]) -> int:
             return 2
     params = {"sections": ",".join(a.sections), "seeds": ",".join(map(str, a.seeds)), "threads": threads,
               "splits": ",".join(a.splits), "epochs": a.epochs, "hidden": a.hidden, "max_delay": a.max_delay,
+              "max_delays": ",".join(map(str, a.max_delays)), "val_recordings": a.val_recordings,
               "lr_positions": a.lr_positions,
               "synthetic_epochs": a.synthetic_epochs}
     return run_sections("spiking", a, {s: globals()[s] for s in SECTIONS}, params)

@@ -123,3 +123,19 @@ def test_a_mirrored_window_is_the_window_of_the_mirrored_track():
     frame = lambda en, cog: np.stack(to_track_frame(en[..., 0], en[..., 1], cog[:, None]), -1)  # noqa: E731
     np.testing.assert_allclose(frame(m["true_en"], w[1.0]["cog0"]), frame(w[-1.0]["true_en"], w[-1.0]["cog0"]),
                                atol=0.05)  # metres
+
+
+def test_seed_ensemble_scores_the_mean_of_the_members_displacements(dm):
+    """bench ais --ensemble: two members off dead reckoning by +e and -e score exactly as dead reckoning does."""
+    from pipelines.bench.ais import _ensemble
+
+    rng = np.random.default_rng(0)
+    pred = {k: dm.sets[k]["dr"].astype(np.float64) for k in ("val", "test")}
+    e = {k: rng.normal(0, 50, v.shape) for k, v in pred.items()}
+    m = _ensemble(dm, [{k: pred[k] + e[k] for k in pred}, {k: pred[k] - e[k] for k in pred}])
+    for h in dm.horizons:
+        assert m[f"test_mean_m_{h}s"] == pytest.approx(m[f"dr_mean_m_{h}s"], rel=1e-9)
+    val_dr = np.linalg.norm(pred["val"] - dm.sets["val"]["true_en"], axis=-1).mean()
+    assert m["val_mean_m"] == pytest.approx(val_dr, rel=1e-9)
+    single = _ensemble(dm, [{k: pred[k] + e[k] for k in pred}])
+    assert single["test_mean_m_120s"] > m["test_mean_m_120s"]  # one noisy member is worse than their mean

@@ -112,6 +112,12 @@ def test_fsdd_official_and_speaker_splits(data_root):
     assert len(held.sets["test"]) == 500 and len(held.sets["train"]) == 2250
     with pytest.raises(DataError, match="no speaker 'bob'"):
         SpikeData("fsdd", split="speaker:bob").setup()
+    wide = SpikeData("fsdd", val_recordings=10)  # the encoding is cached: cheap
+    wide.setup()
+    assert {k: len(v) for k, v in wide.sets.items()} == {"train": 2100, "val": 600, "test": 300}
+    assert torch.equal(wide.sets["test"].tensors[1], dm.sets["test"].tensors[1])
+    with pytest.raises(DataError, match="val_recordings=0"):
+        SpikeData("fsdd", val_recordings=0)
 
 
 def _shd(path, labels=(0, 3), fields=("spikes/times", "spikes/units", "labels")):

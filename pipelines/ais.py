@@ -40,7 +40,9 @@ class AISJob(Job):
         return {
             "data": Section(AISData, help="raw AIS -> tracks -> windows (apps.ais.data.AISData)"),
             "model": Section(cls, skip=("n_features", "horizons", "cell", "mixer"),
-                             extra=(Param("name", str, "spadon", "the model", MODELS),),
+                             extra=(Param("name", str, "spadon", "the model", MODELS),
+                                    Param("members", int, 1, "models averaged, each trained on its own loss (a deep "
+                                          "ensemble)")),
                              choices=ffn_choices(), nested={"ffn_kw": ffn_section},
                              help=f"{cls.__name__ if cls else name} (apps.ais.models)"),
             "optim": Section(TrackForecaster, skip=("model", "horizons", "target_scale"), help="AdamW, cosine"),

@@ -9,6 +9,9 @@ exactly dead reckoning, and learning starts from the strong baseline.
   head, here a ``core.ffn`` variant (``ffn``), so ``--model.ffn`` swaps it.
 - ``rnn`` / ``gru`` / ``lstm``: the paper's baselines, one-directional recurrent nets with a linear head.
 - ``transformer`` / ``mamba``: a ``core.blocks.Encoder`` (attention or Mamba mixer) over the same reports.
+
+``members > 1`` makes any of them a deep ensemble (Lakshminarayanan, Pritzel, Blundell, NeurIPS 2017): that many
+copies from different initialisations, each trained on its own loss, predicting the mean of their corrections.
 """
 from __future__ import annotations
 
@@ -92,10 +95,31 @@ class ReportEncoder(nn.Module):
         return self.head(self.encoder(self.embed(x))[:, -1]).view(-1, self.horizons, 2)
 
 
+class Ensemble(nn.Module):
+    """Members x[B, L, F] -> correction[B, H, 2], averaged; ``member_outputs`` -> [K, B, H, 2] for the training loss,
+    so each member learns alone (no co-adaptation through the mean)."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.horizons = members[0].horizons
+
+    def member_outputs(self, x):
+        return torch.stack([m(x) for m in self.members])
+
+    def forward(self, x):
+        return self.member_outputs(x).mean(0)
+
+
 MODELS = ("spadon", "transformer", "mamba", "rnn", "gru", "lstm")
 
 
-def build_model(name: str, n_features: int, horizons: int, **kw) -> nn.Module:
+def build_model(name: str, n_features: int, horizons: int, members: int = 1, **kw) -> nn.Module:
+    """The model ``name`` (``MODELS``); ``members`` > 1: an :class:`Ensemble` of that many."""
+    if members > 1:
+        return Ensemble([build_model(name, n_features, horizons, **kw) for _ in range(members)])
+    if members < 1:
+        raise ValueError(f"members must be >= 1, got {members}")
     if name == "spadon":
         return Spadon(n_features, horizons, **kw)
     if name in ("rnn", "gru", "lstm"):

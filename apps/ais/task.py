@@ -48,9 +48,12 @@ class TrackForecaster(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, dr, target, cog, _ = batch
-        corr = self.model(x)
         want = from_east_north(target - dr, cog) / self.target_scale[:, None]
-        loss = self.fit_loss(corr, want) + collect_aux_loss(self.model)
+        if hasattr(self.model, "member_outputs"):  # an ensemble: each member on its own loss
+            loss = torch.stack([self.fit_loss(c, want) for c in self.model.member_outputs(x)]).mean()
+        else:
+            loss = self.fit_loss(self.model(x), want)
+        loss = loss + collect_aux_loss(self.model)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
         return loss
 

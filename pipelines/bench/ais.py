@@ -37,12 +37,12 @@ from pipelines.bench.table import markdown, mean_std
 SECTIONS = ("folds", "lengths", "ingest")
 
 
-def _train(dm, name: str, seed: int, epochs: int, loss: str = "norm") -> tuple[dict, dict]:
+def _train(dm, name: str, seed: int, epochs: int, loss: str = "norm", members: int = 1) -> tuple[dict, dict]:
     """-> (the test metrics of the best validation epoch with that epoch's validation error ``val_mean_m``,
     that model's displacement predictions {"val", "test"} [W, H, 2] in window order)."""
     pl.seed_everything(seed, verbose=False)
-    task = TrackForecaster(build_model(name, len(FEATURES), len(dm.horizons)), dm.horizons, dm.target_scale.tolist(),
-                           loss=loss)
+    task = TrackForecaster(build_model(name, len(FEATURES), len(dm.horizons), members=members), dm.horizons,
+                           dm.target_scale.tolist(), loss=loss)
     with tempfile.TemporaryDirectory() as d:
         ckpt = pl.callbacks.ModelCheckpoint(monitor="val_loss", mode="min", save_top_k=1, dirpath=d)
         tr = pl.Trainer(max_epochs=epochs, logger=False, callbacks=[ckpt], enable_progress_bar=False,
@@ -87,7 +87,7 @@ def _train_folds(a, lookback: int) -> tuple[dict, list]:
         for name in a.models:
             preds = []
             for seed in a.seeds:
-                m, p = _train(dm, name, seed, a.epochs, a.loss)
+                m, p = _train(dm, name, seed, a.epochs, a.loss, a.members)
                 preds.append(p)
                 for key, v in m.items():
                     per.setdefault(name, {}).setdefault(key, []).append((k, v))
@@ -127,7 +127,9 @@ def folds(a) -> str:
     n_w, n_v = sum(c[0] for c in counts), sum(c[1] for c in counts)
     return (markdown(head, rows) + f"\n\nTest windows over the folds: {n_w} from {n_v} vessels "
             f"({', '.join(f'{w}/{v}' for w, v in counts)} per fold); seeds {a.seeds}; {a.epochs} epochs max, "
-            f"best validation epoch; predict-zero RPD = 200 %; the learned models correct "
+            f"best validation epoch; predict-zero RPD = 200 %; "
+            f"{f'each learned model an ensemble of {a.members} trained together; ' if a.members > 1 else ''}"
+            f"the learned models correct "
             f"{'dead reckoning' if a.base == 'dr' else 'the damped turn'}; training loss {a.loss}, "
             f"{'with' if a.mirror else 'without'} mirrored windows; val mean m: the validation error (all horizons) "
             f"of the chosen epochs, mean over folds and seeds, what training choices are made on"
@@ -216,6 +218,8 @@ def parse(argv):
     ap.add_argument("--loss", choices=("norm", "huber"), default="norm", help="the learned models' training loss")
     ap.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True,
                     help="train on mirrored windows too")
+    ap.add_argument("--members", type=int, default=1, help="each learned model an ensemble of this many (the job's "
+                    "--model.members)")
     ap.add_argument("--ensemble", action="store_true",
                     help="also score each model's seed ensemble (the mean of its seeds' predictions) as a row")
     ap.add_argument("--lookbacks", nargs="+", type=int, default=[5, 10, 20], help="window lengths (reports), lengths")
@@ -229,5 +233,6 @@ def main(argv: list[str]) -> int:
     a = parse(argv)
     params = {"sections": ",".join(a.sections), "folds": ",".join(map(str, a.folds)),
               "seeds": ",".join(map(str, a.seeds)), "models": ",".join(a.models), "epochs": a.epochs, "base": a.base,
-              "loss": a.loss, "mirror": a.mirror, "ensemble": a.ensemble, "lookbacks": ",".join(map(str, a.lookbacks))}
+              "loss": a.loss, "mirror": a.mirror, "ensemble": a.ensemble, "members": a.members,
+              "lookbacks": ",".join(map(str, a.lookbacks))}
     return bench_main("ais", a, {s: globals()[s] for s in SECTIONS}, lambda: resolve_paths(None), params)

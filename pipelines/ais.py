@@ -27,7 +27,7 @@ class AISJob(Job):
     app = "ais"
     defaults = {
         "data": {"lookback": 10, "horizons": [30, 60, 120], "split": "vessel:0", "batch_size": 64},
-        "model": {"name": "spadon"},
+        "model": {"name": "spadon", "members": 3},  # an ensemble of 3: validation 29.86 vs 30.06 m (README)
         "optim": {"lr": 2e-3, "weight_decay": 1e-4},
         "trainer": {"max_epochs": 30, "patience": 8},
     }

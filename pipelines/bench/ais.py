@@ -219,7 +219,7 @@ def parse(argv):
     ap.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True,
                     help="train on mirrored windows too")
     ap.add_argument("--members", type=int, default=1, help="each learned model an ensemble of this many (the job's "
-                    "--model.members)")
+                    "--model.members; the job's default is 3, the bench's 1 keeps the paper's single models)")
     ap.add_argument("--ensemble", action="store_true",
                     help="also score each model's seed ensemble (the mean of its seeds' predictions) as a row")
     ap.add_argument("--lookbacks", nargs="+", type=int, default=[5, 10, 20], help="window lengths (reports), lengths")

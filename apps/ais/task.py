@@ -49,11 +49,9 @@ class TrackForecaster(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x, dr, target, cog, _ = batch
         want = from_east_north(target - dr, cog) / self.target_scale[:, None]
-        if hasattr(self.model, "member_outputs"):  # an ensemble: each member on its own loss
-            loss = torch.stack([self.fit_loss(c, want) for c in self.model.member_outputs(x)]).mean()
-        else:
-            loss = self.fit_loss(self.model(x), want)
-        loss = loss + collect_aux_loss(self.model)
+        # an ensemble's members each on their own loss; a single model is an ensemble of one
+        outs = self.model.member_outputs(x) if hasattr(self.model, "member_outputs") else self.model(x)[None]
+        loss = torch.stack([self.fit_loss(c, want) for c in outs]).mean() + collect_aux_loss(self.model)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
         return loss
 

@@ -50,13 +50,16 @@ def _train(dm, name: str, seed: int, epochs: int, loss: str = "norm", members: i
         tr.fit(task, datamodule=dm)
         m = {**tr.test(task, datamodule=dm, ckpt_path="best", verbose=False)[0],
              "val_mean_m": float(ckpt.best_model_score)}
-    return m, {"val": _predict(task, dm.val_dataloader()), "test": _predict(task, dm.test_dataloader())}
+    idx, pred = task.predictions  # the test pass's own predictions, of the best epoch
+    test = np.empty_like(pred)
+    test[idx] = pred
+    return m, {"val": _predict_val(task, dm), "test": test}
 
 
-def _predict(task, loader) -> np.ndarray:
+def _predict_val(task, dm) -> np.ndarray:
     task.eval()
     with torch.no_grad():
-        return torch.cat([task(x, dr, cog) for x, dr, _, cog, _ in loader]).double().numpy()
+        return torch.cat([task(x, dr, cog) for x, dr, _, cog, _ in dm.val_dataloader()]).double().numpy()
 
 
 def _ensemble(dm, preds: list[dict]) -> dict:

@@ -142,7 +142,7 @@ def delay_range(a) -> str:
     rows, val = [], {}
     for d in a.max_delays:
         runs = _runs(f"FSDD official D={d}", _fsdd(a, "official"), a.seeds, a.epochs, ("learned",), _optim(a),
-                     hidden=a.hidden, max_delay=d)
+                     **{**_model_kw(a), "max_delay": d})
         val[d] = statistics.mean(r["val"] for r in runs["learned"])
         rows.append(_row(f"FSDD official, D = {d} bins ({d * 20} ms)", "learned", runs["learned"], str(len(a.seeds))))
     best = max(val, key=val.get)
@@ -243,8 +243,8 @@ def main(argv: list[str]) -> int:
     threads = set_threads({"threads": a.threads})
     if {"fsdd", "encoders", "delay_range"} & set(a.sections):
         try:
-            for s in a.splits:  # fail fast (and fill the spike cache) before any training
-                SpikeData("fsdd", split="official" if s == "loso" else s).setup()
+            for s in a.splits:  # fail fast (a bad split or --val-recordings; fill the spike cache) before training
+                _fsdd(a, "official" if s == "loso" else s).setup()
         except DataError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -5,7 +5,9 @@ knots at i). Everything is expressed in the vessel's own frame at report i: cent
 its course over ground (cross-track to starboard, along-track ahead), so a model learns turns, not compass
 directions. Per report: cross, along (km), time before i (min), gap to the previous report (min), SOG (m/s / 10),
 sin / cos of (COG - COG_i), sin / cos of (heading - COG_i) (COG where heading is not available) and a
-heading-valid flag; normalised with the training split's mean and std.
+heading-valid flag; normalised with the training split's mean and std. The model sees up to ``history`` reports
+(>= ``lookback``) ending at report i, so a window has at least ``lookback`` reports and more context where the vessel
+has it (the test windows do not depend on ``history``).
 Targets: the position at t_i + H for each horizon H (seconds), interpolated linearly in time between the two
 reports around it, which must be at most ``max_gap`` seconds apart (else the window is not used).
 
@@ -67,18 +69,23 @@ def vessel_fold(mmsi: np.ndarray, salt: str = "") -> np.ndarray:
     return np.array([int(hashlib.md5(f"{salt}{m}".encode()).hexdigest()[:8], 16) for m in mmsi], dtype=np.int64)
 
 
-def window_features(t, lat, lon, sog, cog, hdg, i: int, lookback: int):
-    """Features [L, F] of the window of one vessel's arrays ending at report i (see the module docstring), and the
-    reports' east / north metres from report i."""
-    s = slice(i - lookback + 1, i + 1)
+def window_features(t, lat, lon, sog, cog, hdg, i: int, lookback: int, history: int | None = None):
+    """Features [max(L, history), F] of the window of one vessel's arrays ending at report i (see the module
+    docstring): the last ``history`` reports (default ``lookback``), fewer where the track is shorter, front-padded
+    by repeating its first report; and the real reports' east / north metres from report i."""
+    n_hist = max(lookback, history or lookback)
+    k = min(n_hist, i + 1)
+    s = slice(i - k + 1, i + 1)
     e, n = to_local(lat[s], lon[s], lat[i], lon[i])
-    gap = np.diff(t[max(0, i - lookback):i + 1])
-    gap = np.r_[np.zeros(lookback - len(gap)), gap]
+    gap = np.diff(t[max(0, i - k):i + 1])
+    gap = np.r_[np.zeros(k - len(gap)), gap]
     h = np.where(np.isnan(hdg[s]), cog[s], hdg[s])
     c, hh = np.deg2rad(cog[s] - cog[i]), np.deg2rad(h - cog[i])
     cross, along = to_track_frame(e, n, cog[i])
     x = np.stack([cross / 1000, along / 1000, (t[s] - t[i]) / 60, gap / 60, sog[s] * KNOT / 10, np.sin(c),
                   np.cos(c), np.sin(hh), np.cos(hh), (~np.isnan(hdg[s])).astype(float)], 1)
+    if k < n_hist:
+        x = np.concatenate([np.repeat(x[:1], n_hist - k, 0), x])  # the track's first report (its gap is 0)
     return x, e, n
 
 
@@ -118,8 +125,10 @@ def base_displacement(base: str, sog_kn, cog_deg, omega, horizons, turn_tau: flo
 TURN_TAUS = (0.0, 5.0, 10.0, 13.0, 20.0, 30.0)  # candidates for the damped-turn baseline, chosen on validation
 
 
-def make_windows(df: pd.DataFrame, lookback: int, horizons: tuple[int, ...], max_gap: float, min_sog: float) -> dict:
-    """Clean tracks -> arrays of every usable window (see the module docstring)."""
+def make_windows(df: pd.DataFrame, lookback: int, horizons: tuple[int, ...], max_gap: float, min_sog: float,
+                 history: int | None = None) -> dict:
+    """Clean tracks -> arrays of every usable window (see the module docstring); ``history``: reports fed to the
+    model (:func:`window_features`)."""
     out: dict[str, list] = {k: [] for k in ("x", "mmsi", "t0", "lat0", "lon0", "sog0", "cog0", "true_lat",
                                             "true_lon", "prev_en", "prev_dt", "omega")}
     hz = np.asarray(horizons, dtype=np.float64)
@@ -136,7 +145,7 @@ def make_windows(df: pd.DataFrame, lookback: int, horizons: tuple[int, ...], max
             if np.any(j + 1 >= len(t)) or np.any(t[np.minimum(j + 1, len(t) - 1)] - t[j] > max_gap):
                 continue
             w = (target - t[j]) / np.maximum(t[j + 1] - t[j], 1e-9)
-            x, e, n = window_features(t, lat, lon, sog, cog, hdg, i, lookback)
+            x, e, n = window_features(t, lat, lon, sog, cog, hdg, i, lookback, history)
             out["x"].append(x)
             out["mmsi"].append(mmsi)
             out["t0"].append(t[i])
@@ -197,7 +206,9 @@ class AISData(pl.LightningDataModule):
         time_format: strftime format of a CSV's time column.
         time_source: receive (the receiver's clock) or message_second (plain !AIVDM lines; needs day).
         day: YYYY-MM-DD, the day of a log timed by the in-message second.
-        lookback: reports per window (L).
+        lookback: reports per window (L): a window needs this many.
+        history: reports the model sees (>= lookback): the window's and up to history - lookback earlier ones where
+            the vessel has them, front-padded by repeating the track's first report; 20 won on validation over 10 (README).
         horizons: seconds after the last report to forecast.
         max_gap: longest gap (s) between the two reports a target is interpolated from.
         min_sog: windows end at reports with at least this speed (knots).
@@ -210,12 +221,14 @@ class AISData(pl.LightningDataModule):
 
     def __init__(self, path: str | None = None, columns: str | None = None, time_format: str | None = None,
                  time_source: str = "receive", day: str | None = None, lookback: int = 10,
-                 horizons: list[int] = (30, 60, 120), max_gap: float = 60.0, min_sog: float = 1.0,
+                 history: int = 20, horizons: list[int] = (30, 60, 120), max_gap: float = 60.0, min_sog: float = 1.0,
                  base: Literal["dr", "turn"] = "dr", mirror: bool = True, split: str = "vessel:0",
                  batch_size: int = 64):
         super().__init__()
         if lookback < 2:
             raise DataError(f"lookback must be >= 2 reports, got {lookback}")
+        if history < lookback:
+            raise DataError(f"history must be >= lookback ({lookback}) reports, got {history}")
         if not horizons or any(int(h) <= 0 for h in horizons):
             raise DataError(f"horizons must be positive seconds, got {horizons}")
         kind, _, arg = split.partition(":")
@@ -223,7 +236,7 @@ class AISData(pl.LightningDataModule):
             raise DataError(f"unknown split {split!r}: vessel:K (K = 0..4) or time")
         self.path, self.columns, self.time_format, self.time_source, self.day = path, columns, time_format, \
             time_source, day
-        self.lookback, self.horizons = int(lookback), tuple(int(h) for h in horizons)
+        self.lookback, self.history, self.horizons = int(lookback), int(history), tuple(int(h) for h in horizons)
         self.max_gap, self.min_sog, self.split, self.batch_size = float(max_gap), float(min_sog), split, batch_size
         if base not in ("dr", "turn"):
             raise DataError(f"unknown base {base!r}: dr or turn")
@@ -245,7 +258,7 @@ class AISData(pl.LightningDataModule):
             raise DataError(f"{', '.join(map(str, self.files))}: no usable position reports")
         self.ingest = stats
         self.tracks, self.counts = clean(reports)
-        w = make_windows(self.tracks, self.lookback, self.horizons, self.max_gap, self.min_sog)
+        w = make_windows(self.tracks, self.lookback, self.horizons, self.max_gap, self.min_sog, self.history)
         if not w:
             raise DataError(f"{', '.join(map(str, self.files))}: no vessel has {self.lookback} reports followed by "
                             f"reports {max(self.horizons)} s later (moving, gaps <= {self.max_gap:g} s)")

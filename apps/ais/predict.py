@@ -19,9 +19,10 @@ from core.datadir import DataError
 
 class TrackPredictor:
     def __init__(self, task, lookback: int, horizons, mean: np.ndarray, std: np.ndarray, base: str = "dr",
-                 turn_tau: float = 0.0):
+                 turn_tau: float = 0.0, history: int | None = None):
         self.task = task.eval()
         self.lookback, self.horizons, self.mean, self.std = lookback, tuple(horizons), mean, std
+        self.history = history or lookback
         self.base, self.turn_tau = base, turn_tau
 
     def _frame(self, df: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -57,7 +58,8 @@ class TrackPredictor:
                 continue
             last = g.iloc[-1]
             arrays = [g[c].to_numpy() for c in ("time", "lat", "lon", "sog", "cog", "heading")]
-            feats, _, _ = window_features(*arrays, len(g) - 1, self.lookback)
+            # a champion pickled before ``history`` existed saw ``lookback`` reports
+            feats, _, _ = window_features(*arrays, len(g) - 1, self.lookback, getattr(self, "history", None))
             x = torch.from_numpy(((feats[None] - self.mean) / self.std).astype(np.float32))
             sog, cog = np.array([last.sog]), np.array([last.cog])
             omega = np.array([turn_rate(arrays[0], arrays[5], arrays[4], len(g) - 1)])

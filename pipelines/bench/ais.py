@@ -28,21 +28,35 @@ import torch
 
 from apps.ais.clean import clean
 from apps.ais.data import FEATURES, AISData, resolve_paths
-from apps.ais.models import build_model
+from apps.ais.models import WIDE, build_model
 from apps.ais.nmea import read
 from apps.ais.task import TrackForecaster, score_windows
+from pipelines.ais import AISJob
 from pipelines.bench.sections import add_common, bench_main, check_sections, parse_quick
 from pipelines.bench.table import markdown, mean_std
 
 SECTIONS = ("folds", "lengths", "ingest")
 
 
-def _train(dm, name: str, seed: int, epochs: int, loss: str = "norm", members: int = 1) -> tuple[dict, dict]:
+def _recipe(a, name: str) -> tuple[dict, float]:
+    """(model options, learning rate) of model ``name`` under ``--recipe``: the job's defaults or ``WIDE``."""
+    if a.recipe == "wide":
+        return (WIDE["model"] if name == "spadon" else {}), WIDE["lr"]
+    return {}, AISJob.defaults["optim"]["lr"]
+
+
+def _history(a) -> int:
+    """Reports the models see in ``folds`` (``lengths`` compares window lengths, so there it is the window's L)."""
+    return WIDE["history"] if a.recipe == "wide" else AISJob.defaults["data"]["history"]
+
+
+def _train(dm, name: str, seed: int, epochs: int, loss: str = "norm", members: int = 1, lr: float = 1e-3,
+           **model_kw) -> tuple[dict, dict]:
     """-> (the test metrics of the best validation epoch with that epoch's validation error ``val_mean_m``,
     that model's displacement predictions {"val", "test"} [W, H, 2] in window order)."""
     pl.seed_everything(seed, verbose=False)
-    task = TrackForecaster(build_model(name, len(FEATURES), len(dm.horizons), members=members), dm.horizons,
-                           dm.target_scale.tolist(), loss=loss)
+    task = TrackForecaster(build_model(name, len(FEATURES), len(dm.horizons), members=members, **model_kw),
+                           dm.horizons, dm.target_scale.tolist(), loss=loss, lr=lr)
     with tempfile.TemporaryDirectory() as d:
         ckpt = pl.callbacks.ModelCheckpoint(monitor="val_loss", mode="min", save_top_k=1, dirpath=d)
         tr = pl.Trainer(max_epochs=epochs, logger=False, callbacks=[ckpt], enable_progress_bar=False,
@@ -71,26 +85,28 @@ def _ensemble(dm, preds: list[dict]) -> dict:
             "val_mean_m": float(val_err)}
 
 
-def _fold_runs(a, lookback: int = 10) -> tuple[dict, list]:
+def _fold_runs(a, lookback: int, history: int) -> tuple[dict, list]:
     """Train every model on every fold (and seed) -> ({model: {metric: [(fold, value)]}}, [(windows, vessels)]);
-    once per lookback and process (``folds`` and ``lengths`` share L = 10)."""
+    once per (lookback, history) and process."""
     cache = a.__dict__.setdefault("fold_runs", {})
-    if lookback not in cache:
-        cache[lookback] = _train_folds(a, lookback)
-    return cache[lookback]
+    if (lookback, history) not in cache:
+        cache[lookback, history] = _train_folds(a, lookback, history)
+    return cache[lookback, history]
 
 
-def _train_folds(a, lookback: int) -> tuple[dict, list]:
+def _train_folds(a, lookback: int, history: int) -> tuple[dict, list]:
     per: dict[str, dict[str, list]] = {}
     counts = []
     for k in a.folds:
-        dm = AISData(split=f"vessel:{k}", horizons=a.horizons, base=a.base, lookback=lookback, mirror=a.mirror)
+        dm = AISData(split=f"vessel:{k}", horizons=a.horizons, base=a.base, lookback=lookback, history=history,
+                     mirror=a.mirror)
         dm.setup()
         counts.append((len(dm.sets["test"]["x"]), len(np.unique(dm.sets["test"]["mmsi"]))))
         for name in a.models:
             preds = []
             for seed in a.seeds:
-                m, p = _train(dm, name, seed, a.epochs, a.loss, a.members)
+                kw, lr = _recipe(a, name)
+                m, p = _train(dm, name, seed, a.epochs, a.loss, a.members, lr, **kw)
                 preds.append(p)
                 for key, v in m.items():
                     per.setdefault(name, {}).setdefault(key, []).append((k, v))
@@ -99,7 +115,8 @@ def _train_folds(a, lookback: int) -> tuple[dict, list]:
                     per.setdefault(_ens(name, a), {}).setdefault(key, []).append((k, v))
         last = f"test_mean_m_{a.horizons[-1]}s"
         got = ", ".join(f"{n} {statistics.mean(v for f, v in per[n][last] if f == k):.1f}" for n in per)
-        print(f"L={lookback} fold {k}: {got}, DR {m[f'dr_mean_m_{a.horizons[-1]}s']:.1f} m", flush=True)
+        dr = m[f"dr_mean_m_{a.horizons[-1]}s"]
+        print(f"L={lookback} history={history} fold {k}: {got}, DR {dr:.1f} m", flush=True)
     return per, counts
 
 
@@ -113,7 +130,7 @@ def _learned(a, per: dict) -> list[str]:
 
 
 def folds(a) -> str:
-    per, counts = _fold_runs(a)
+    per, counts = _fold_runs(a, 10, _history(a))
     rows = []
     ref = per[a.models[0]]
     for label, key in (("dead reckoning", "dr"), ("last position", "last"), ("constant velocity", "cv"),
@@ -130,7 +147,8 @@ def folds(a) -> str:
     n_w, n_v = sum(c[0] for c in counts), sum(c[1] for c in counts)
     return (markdown(head, rows) + f"\n\nTest windows over the folds: {n_w} from {n_v} vessels "
             f"({', '.join(f'{w}/{v}' for w, v in counts)} per fold); seeds {a.seeds}; {a.epochs} epochs max, "
-            f"best validation epoch; predict-zero RPD = 200 %; "
+            f"best validation epoch; predict-zero RPD = 200 %; recipe {a.recipe} (the models see up to "
+            f"{_history(a)} reports); "
             f"{f'each learned model an ensemble of {a.members} trained together; ' if a.members > 1 else ''}"
             f"the learned models correct "
             f"{'dead reckoning' if a.base == 'dr' else 'the damped turn'}; training loss {a.loss}, "
@@ -144,7 +162,7 @@ def lengths(a) -> str:
     h = a.horizons[-1]
     rows, notes = [], []
     for L in a.lookbacks:
-        per, counts = _fold_runs(a, L)
+        per, counts = _fold_runs(a, L, L)
         ref = per[a.models[0]]
         rows.append([L, "dead reckoning", _cell(ref, f"dr_mean_m_{h}s", ref, h, "dr"),
                      mean_std([v for _, v in ref[f"dr_rpd_{h}s"]], 1)])
@@ -223,6 +241,9 @@ def parse(argv):
                     help="train on mirrored windows too")
     ap.add_argument("--members", type=int, default=1, help="each learned model an ensemble of this many (the job's "
                     "--model.members; the job's default is 3, the bench's 1 keeps the paper's single models)")
+    ap.add_argument("--recipe", choices=("default", "wide"), default="default",
+                    help="default: the job's (narrow spadon, lr 1e-3, history 20 reports); wide: the earlier default "
+                    "(spadon 64 wide, 2 LSTM layers, dropout 0.1, lr 2e-3, history = lookback), as in older tables")
     ap.add_argument("--ensemble", action="store_true",
                     help="also score each model's seed ensemble (the mean of its seeds' predictions) as a row")
     ap.add_argument("--lookbacks", nargs="+", type=int, default=[5, 10, 20], help="window lengths (reports), lengths")
@@ -236,6 +257,6 @@ def main(argv: list[str]) -> int:
     a = parse(argv)
     params = {"sections": ",".join(a.sections), "folds": ",".join(map(str, a.folds)),
               "seeds": ",".join(map(str, a.seeds)), "models": ",".join(a.models), "epochs": a.epochs, "base": a.base,
-              "loss": a.loss, "mirror": a.mirror, "ensemble": a.ensemble, "members": a.members,
+              "loss": a.loss, "mirror": a.mirror, "ensemble": a.ensemble, "members": a.members, "recipe": a.recipe,
               "lookbacks": ",".join(map(str, a.lookbacks))}
     return bench_main("ais", a, {s: globals()[s] for s in SECTIONS}, lambda: resolve_paths(None), params)

@@ -139,3 +139,41 @@ def test_seed_ensemble_scores_the_mean_of_the_members_displacements(dm):
     assert m["val_mean_m"] == pytest.approx(val_dr, rel=1e-9)
     single = _ensemble(dm, [{k: pred[k] + e[k] for k in pred}])
     assert single["test_mean_m_120s"] > m["test_mean_m_120s"]  # one noisy member is worse than their mean
+
+
+def test_history_pads_short_tracks_and_keeps_the_window_s_own_reports():
+    """window_features(history=20) at report 12: the last 10 rows are the 10-report window's, the 7 rows before
+    them repeat the track's first report (row 7)."""
+    from apps.ais.data import FEATURES, window_features
+
+    g = _turning_track(1, 1.0)
+    arrays = [g[c].to_numpy(dtype=float) for c in ("time", "lat", "lon", "sog", "cog", "heading")]
+    x10, _, _ = window_features(*arrays, 12, 10)
+    x20, e, _ = window_features(*arrays, 12, 10, 20)
+    assert x10.shape == (10, len(FEATURES)) and x20.shape == (20, len(FEATURES)) and len(e) == 13
+    np.testing.assert_allclose(x20[-10:], x10)
+    np.testing.assert_allclose(x20[:7], np.repeat(x20[7:8], 7, 0))
+
+
+def test_serving_feeds_the_model_the_same_history_as_training(dm):
+    """TrackPredictor builds the window of a vessel's last reports exactly as AISData did for that test window."""
+    from apps.ais.predict import TrackPredictor
+
+    assert dm.history > dm.lookback
+    s = dm.sets["test"]
+    w = int(np.argmax([((dm.tracks.mmsi == m) & (dm.tracks.time <= t)).sum() for m, t in zip(s["mmsi"][:300],
+                                                                                             s["t0"][:300])]))
+    g = dm.tracks[(dm.tracks.mmsi == s["mmsi"][w]) & (dm.tracks.time <= s["t0"][w])]
+    assert len(g) > dm.lookback  # the window has more history than its own 10 reports
+
+    class Spy:
+        def eval(self):
+            return self
+
+        def __call__(self, x, base, cog):
+            self.x = x
+            return base
+
+    spy = Spy()
+    TrackPredictor(spy, dm.lookback, dm.horizons, dm.mean, dm.std, history=dm.history).predict(g)
+    np.testing.assert_allclose(spy.x[0].numpy(), dm.normalise(s["x"][w]), atol=1e-5)

@@ -323,11 +323,35 @@ class AISData(pl.LightningDataModule):
                 **{f"ingest_{k}": v for k, v in self.ingest.as_dict().items()},
                 **{f"clean_{k}": v for k, v in self.counts.items()}}
 
+    streams = 1
+    """Independent shuffles of the training windows per batch, one per ensemble member (the task sets it): a batch
+    is ``streams`` equal chunks, member k trains on chunk k, so members see the data in their own order as separately
+    trained models would."""
+
     def train_dataloader(self):
-        return DataLoader(self.dataset("train"), batch_size=self.batch_size, shuffle=True)
+        ds = self.dataset("train")
+        if self.streams == 1:
+            return DataLoader(ds, batch_size=self.batch_size, shuffle=True)
+        return DataLoader(ds, batch_sampler=StreamBatches(len(ds), self.batch_size, self.streams))
 
     def val_dataloader(self):
         return DataLoader(self.dataset("val"), batch_size=1024)
 
     def test_dataloader(self):
         return DataLoader(self.dataset("test"), batch_size=1024)
+
+
+class StreamBatches(torch.utils.data.Sampler):
+    """Batches of ``streams`` chunks, chunk k the next ``batch_size`` indices of the k-th of ``streams`` independent
+    permutations of range(n) drawn each epoch: [streams * b] indices, every chunk the same size b."""
+
+    def __init__(self, n: int, batch_size: int, streams: int):
+        self.n, self.batch_size, self.streams = n, batch_size, streams
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        perms = [torch.randperm(self.n) for _ in range(self.streams)]
+        for i in range(0, self.n, self.batch_size):
+            yield torch.cat([p[i: i + self.batch_size] for p in perms]).tolist()

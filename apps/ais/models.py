@@ -13,9 +13,12 @@ exactly dead reckoning, and learning starts from the strong baseline.
 - ``transformer`` / ``mamba``: a ``core.blocks.Encoder`` (attention or Mamba mixer) over the same reports.
 
 ``members > 1`` makes any of them a deep ensemble (Lakshminarayanan, Pritzel, Blundell, NeurIPS 2017): that many
-copies from different initialisations, each trained on its own loss, predicting the mean of their corrections.
+copies from different initialisations, trained in one run as if separately (each on its own loss, its own shuffle
+of the data and kept at its own best validation epoch), predicting the mean of their corrections.
 """
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
@@ -98,19 +101,36 @@ class ReportEncoder(nn.Module):
 
 
 class Ensemble(nn.Module):
-    """Members x[B, L, F] -> correction[B, H, 2], averaged; ``member_outputs`` -> [K, B, H, 2] for the training loss,
-    so each member learns alone (no co-adaptation through the mean)."""
+    """K members x[B, L, F] -> correction[B, H, 2], averaged over the ``kept`` copies: member k as of its own best
+    validation error (:meth:`keep_best`), so members stop at their own epochs as separately trained models do.
+
+    ``member_outputs(x)`` -> [K, B, H, 2] from the training members (each learns on its own loss: no co-adaptation
+    through the mean); with ``streams=True`` x is [K * B, ...], K chunks, member k fed chunk k.
+    """
 
     def __init__(self, members: list[nn.Module]):
         super().__init__()
         self.members = nn.ModuleList(members)
+        self.kept = copy.deepcopy(self.members).requires_grad_(False)
+        self.register_buffer("best", torch.full((len(members),), float("inf")))
         self.horizons = members[0].horizons
 
-    def member_outputs(self, x):
-        return torch.stack([m(x) for m in self.members])
+    def member_outputs(self, x, streams: bool = False):
+        xs = x.chunk(len(self.members)) if streams else [x] * len(self.members)
+        return torch.stack([m(xk) for m, xk in zip(self.members, xs)])
+
+    @torch.no_grad()
+    def keep_best(self, errors: torch.Tensor) -> torch.Tensor:
+        """errors[K]: each training member's validation error now; keep the members that beat their best ->
+        the mean of the members' best errors (falls exactly when a member is kept: the checkpoint metric)."""
+        for k in (errors < self.best).nonzero().flatten().tolist():
+            self.kept[k].load_state_dict(self.members[k].state_dict())
+            self.best[k] = errors[k]
+        return self.best.mean()
 
     def forward(self, x):
-        return self.member_outputs(x).mean(0)
+        kept = getattr(self, "kept", self.members)  # models pickled before members were kept
+        return torch.stack([m(x) for m in kept]).mean(0)
 
 
 # the spadon options, learning rate and history of the default before it was narrowed (bench ais --recipe wide)

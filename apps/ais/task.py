@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from apps.ais.data import damped_turn
 from apps.ais.metrics import position_errors, rpd
+from apps.ais.models import Ensemble
 from core.ffn import collect_aux_loss
 
 
@@ -46,13 +47,30 @@ class TrackForecaster(pl.LightningModule):
         """-> predicted displacement [B, H, 2] east/north metres."""
         return dr + to_east_north(self.model(x) * self.target_scale[:, None], cog)
 
+    @property
+    def members(self) -> int:
+        """Ensemble members (1: a single model)."""
+        return len(self.model.members) if isinstance(self.model, Ensemble) else 1
+
+    def setup(self, stage: str) -> None:
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if dm is not None and hasattr(dm, "streams"):
+            dm.streams = self.members  # each member its own shuffle of the training windows
+
     def training_step(self, batch, batch_idx):
         x, dr, target, cog, _ = batch
         want = from_east_north(target - dr, cog) / self.target_scale[:, None]
-        # an ensemble's members each on their own loss; a single model is an ensemble of one
-        outs = self.model.member_outputs(x) if hasattr(self.model, "member_outputs") else self.model(x)[None]
-        loss = torch.stack([self.fit_loss(c, want) for c in outs]).mean() + collect_aux_loss(self.model)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        # an ensemble's members each on their own loss (and, fed by StreamBatches, their own chunk of the batch);
+        # a single model is an ensemble of one
+        k = self.members
+        streams = k > 1 and self._trainer is not None and getattr(self.trainer.datamodule, "streams", 1) == k
+        if k == 1:
+            outs, wants = self.model(x)[None], want[None]
+        else:
+            outs = self.model.member_outputs(x, streams=streams)
+            wants = torch.stack(want.chunk(k)) if streams else want.expand(k, *want.shape)
+        loss = torch.stack([self.fit_loss(c, w) for c, w in zip(outs, wants)]).mean() + collect_aux_loss(self.model)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x) // max(1, k))
         return loss
 
     def fit_loss(self, corr: torch.Tensor, want: torch.Tensor) -> torch.Tensor:
@@ -61,10 +79,39 @@ class TrackForecaster(pl.LightningModule):
             return F.smooth_l1_loss(corr, want)
         return (corr - want).norm(dim=-1).mean()
 
+    def on_validation_epoch_start(self):
+        self._val = torch.zeros(self.members + 1, dtype=torch.float64)  # error sums per member, then the count
+
     def validation_step(self, batch, batch_idx):
         x, dr, target, cog, _ = batch
-        err = (self(x, dr, cog) - target).norm(dim=-1)  # metres (local frame); test uses haversine
-        self.log("val_loss", err.mean(), prog_bar=True, batch_size=len(x))
+        if self.members == 1:
+            err = (self(x, dr, cog) - target).norm(dim=-1)  # metres (local frame); test uses haversine
+            self.log("val_loss", err.mean(), prog_bar=True, batch_size=len(x))
+            return
+        corr = self.model.member_outputs(x) * self.target_scale[:, None]  # [K, B, H, 2]
+        err = torch.stack([(dr + to_east_north(c, cog) - target).norm(dim=-1) for c in corr])  # [K, B, H]
+        self._val[:-1] += err.sum((1, 2)).double().cpu()
+        self._val[-1] += err[0].numel()
+
+    def on_validation_epoch_end(self):
+        """An ensemble keeps each member at its own best epoch; ``val_loss`` is the mean of the members' best
+        errors (it falls exactly when one is kept, so the best checkpoint holds the final kept members)."""
+        if self.members == 1:
+            return
+        v = self._val
+        if self.trainer.world_size > 1:  # every process validated its share of the windows
+            v = self.trainer.strategy.reduce(v.to(self.device), reduce_op="sum").cpu()
+        errors = (v[:-1] / v[-1].clamp(min=1)).float().to(self.model.best.device)
+        if self.trainer.sanity_checking:
+            self.log("val_loss", errors.mean(), prog_bar=True)
+            return
+        self.log("val_loss", self.model.keep_best(errors), prog_bar=True)
+
+    def on_train_end(self):
+        if self.members > 1:  # a member never validated keeps its last weights
+            never = torch.isinf(self.model.best)
+            for k in never.nonzero().flatten().tolist():
+                self.model.kept[k].load_state_dict(self.model.members[k].state_dict())
 
     def on_test_epoch_start(self):
         self._test = []
@@ -83,7 +130,8 @@ class TrackForecaster(pl.LightningModule):
         self.predictions = (idx, pred)
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        trained = [p for p in self.model.parameters() if p.requires_grad]  # not an ensemble's kept copies
+        opt = torch.optim.AdamW(trained, lr=self.lr, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.trainer.max_epochs))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 

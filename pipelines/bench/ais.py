@@ -46,7 +46,10 @@ def _recipe(a, name: str) -> tuple[dict, float]:
 
 
 def _history(a) -> int:
-    """Reports the models see in ``folds`` (``lengths`` compares window lengths, so there it is the window's L)."""
+    """Reports the models see in ``folds`` (``lengths`` compares window lengths, so there it is the window's L):
+    ``--history``, else the recipe's."""
+    if a.history is not None:
+        return a.history
     return WIDE["history"] if a.recipe == "wide" else AISJob.defaults["data"]["history"]
 
 
@@ -62,12 +65,17 @@ def _train(dm, name: str, seed: int, epochs: int, loss: str = "norm", members: i
         tr = pl.Trainer(max_epochs=epochs, logger=False, callbacks=[ckpt], enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=d)
         tr.fit(task, datamodule=dm)
-        m = {**tr.test(task, datamodule=dm, ckpt_path="best", verbose=False)[0],
-             "val_mean_m": float(ckpt.best_model_score)}
+        m = tr.test(task, datamodule=dm, ckpt_path="best", verbose=False)[0]
     idx, pred = task.predictions  # the test pass's own predictions, of the best epoch
     test = np.empty_like(pred)
     test[idx] = pred
-    return m, {"val": _predict_val(task, dm), "test": test}
+    val = _predict_val(task, dm)  # an ensemble's val_loss is its members' mean error: score the ensemble itself
+    return {**m, "val_mean_m": _val_error(dm, val)}, {"val": val, "test": test}
+
+
+def _val_error(dm, pred: np.ndarray) -> float:
+    """Mean distance (m, local frame, as ``val_loss``) of displacements ``pred`` [W, H, 2] on the validation set."""
+    return float(np.linalg.norm(pred - dm.sets["val"]["true_en"], axis=-1).mean())
 
 
 def _predict_val(task, dm) -> np.ndarray:
@@ -80,9 +88,8 @@ def _ensemble(dm, preds: list[dict]) -> dict:
     """Metrics of the mean of several models' displacement predictions (a deep ensemble over seeds), scored like
     one model: test metrics on the same windows, ``val_mean_m`` as in validation (local-frame metres)."""
     mean = {k: np.mean([p[k] for p in preds], axis=0) for k in ("val", "test")}
-    val_err = np.linalg.norm(mean["val"] - dm.sets["val"]["true_en"], axis=-1).mean()
     return {**score_windows(mean["test"], dm.sets["test"], dm.horizons, turn_tau=dm.turn_tau),
-            "val_mean_m": float(val_err)}
+            "val_mean_m": _val_error(dm, mean["val"])}
 
 
 def _fold_runs(a, lookback: int, history: int) -> tuple[dict, list]:
@@ -149,7 +156,8 @@ def folds(a) -> str:
             f"({', '.join(f'{w}/{v}' for w, v in counts)} per fold); seeds {a.seeds}; {a.epochs} epochs max, "
             f"best validation epoch; predict-zero RPD = 200 %; recipe {a.recipe} (the models see up to "
             f"{_history(a)} reports); "
-            f"{f'each learned model an ensemble of {a.members} trained together; ' if a.members > 1 else ''}"
+            + (f"each learned model an ensemble of {a.members} (one run, members trained as if separately); "
+               if a.members > 1 else "") +
             f"the learned models correct "
             f"{'dead reckoning' if a.base == 'dr' else 'the damped turn'}; training loss {a.loss}, "
             f"{'with' if a.mirror else 'without'} mirrored windows; val mean m: the validation error (all horizons) "
@@ -244,6 +252,8 @@ def parse(argv):
     ap.add_argument("--recipe", choices=("default", "wide"), default="default",
                     help="default: the job's (narrow spadon, lr 1e-3, history 20 reports); wide: the earlier default "
                     "(spadon 64 wide, 2 LSTM layers, dropout 0.1, lr 2e-3, history = lookback), as in older tables")
+    ap.add_argument("--history", type=int, default=None,
+                    help="reports of history the models see in folds (default: the recipe's; at least the window's 10)")
     ap.add_argument("--ensemble", action="store_true",
                     help="also score each model's seed ensemble (the mean of its seeds' predictions) as a row")
     ap.add_argument("--lookbacks", nargs="+", type=int, default=[5, 10, 20], help="window lengths (reports), lengths")
@@ -258,5 +268,5 @@ def main(argv: list[str]) -> int:
     params = {"sections": ",".join(a.sections), "folds": ",".join(map(str, a.folds)),
               "seeds": ",".join(map(str, a.seeds)), "models": ",".join(a.models), "epochs": a.epochs, "base": a.base,
               "loss": a.loss, "mirror": a.mirror, "ensemble": a.ensemble, "members": a.members, "recipe": a.recipe,
-              "lookbacks": ",".join(map(str, a.lookbacks))}
+              "history": _history(a), "lookbacks": ",".join(map(str, a.lookbacks))}
     return bench_main("ais", a, {s: globals()[s] for s in SECTIONS}, lambda: resolve_paths(None), params)

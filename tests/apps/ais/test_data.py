@@ -177,3 +177,16 @@ def test_serving_feeds_the_model_the_same_history_as_training(dm):
     spy = Spy()
     TrackPredictor(spy, dm.lookback, dm.horizons, dm.mean, dm.std, history=dm.history).predict(g)
     np.testing.assert_allclose(spy.x[0].numpy(), dm.normalise(s["x"][w]), atol=1e-5)
+
+
+def test_stream_batches_give_each_ensemble_member_its_own_shuffle():
+    """Every batch is K equal chunks; over an epoch chunk k runs through its own permutation of all windows."""
+    from apps.ais.data import StreamBatches
+
+    torch.manual_seed(0)
+    sampler = StreamBatches(10, 4, 3)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 3 and [len(b) for b in batches] == [12, 12, 6]
+    streams = [sum((b[k * len(b) // 3: (k + 1) * len(b) // 3] for b in batches), []) for k in range(3)]
+    assert all(sorted(s) == list(range(10)) for s in streams)
+    assert len({tuple(s) for s in streams}) == 3

@@ -41,3 +41,44 @@ def test_an_ensemble_predicts_the_mean_and_trains_each_member_on_its_own_loss():
     assert not torch.allclose(g[0], g[1])
     with pytest.raises(ValueError, match="members must be >= 1"):
         build_model("gru", 5, 3, members=0)
+
+
+def test_streamed_members_each_train_on_their_own_chunk_of_the_batch():
+    """StreamBatches feeds K shuffles as K chunks: member k's loss is on chunk k alone, against chunk k's targets."""
+    from apps.ais.models import build_model
+
+    torch.manual_seed(0)
+    ens = build_model("gru", 5, 3, members=2, hidden=8)
+    x = torch.randn(6, 6, 5)
+    out = ens.member_outputs(x, streams=True)
+    torch.testing.assert_close(out, torch.stack([ens.members[0](x[:3]), ens.members[1](x[3:])]))
+    task = TrackForecaster(ens, (30, 60, 120))
+    task.log = lambda *a, **k: None
+    task._trainer = type("T", (), {"datamodule": type("D", (), {"streams": 2})()})()
+    batch = (x, torch.randn(6, 3, 2), torch.randn(6, 3, 2) * 50, torch.rand(6) * 360, torch.arange(6))
+    loss = task.training_step(batch, 0)
+    alone = []
+    for k, m in enumerate(ens.members):
+        t = TrackForecaster(m, (30, 60, 120))
+        t.log = lambda *a, **k: None
+        alone.append(t.training_step(tuple(b[3 * k: 3 * k + 3] for b in batch), 0))
+    assert loss.item() == pytest.approx(torch.stack(alone).mean().item(), rel=1e-6)
+
+
+def test_an_ensemble_keeps_each_member_at_its_own_best_validation_epoch():
+    """Member 0 is best at the third validation, member 1 at the second: the ensemble predicts with those weights
+    (not with one shared epoch's, not with the last), and the metric is the mean of the members' best errors."""
+    from apps.ais.models import build_model
+
+    torch.manual_seed(0)
+    ens = build_model("gru", 5, 3, members=2, hidden=8)
+    x = torch.randn(4, 6, 5)
+    snaps = []
+    for errs in ([3.0, 5.0], [4.0, 2.0], [1.0, 6.0], [2.0, 3.0]):
+        with torch.no_grad():
+            for p in ens.members.parameters():
+                p.add_(torch.randn_like(p))
+        snaps.append([m(x) for m in ens.members])
+        metric = ens.keep_best(torch.tensor(errs))
+    assert metric.item() == pytest.approx((1.0 + 2.0) / 2)
+    torch.testing.assert_close(ens(x), (snaps[2][0] + snaps[1][1]) / 2)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
 
 from apps.ais.clean import KNOT, clean
 from apps.ais.metrics import to_local
@@ -332,7 +332,7 @@ class AISData(pl.LightningDataModule):
         ds = self.dataset("train")
         if self.streams == 1:
             return DataLoader(ds, batch_size=self.batch_size, shuffle=True)
-        return DataLoader(ds, batch_sampler=StreamBatches(len(ds), self.batch_size, self.streams))
+        return DataLoader(ds, batch_sampler=StreamBatches(SequentialSampler(ds), self.batch_size, streams=self.streams))
 
     def val_dataloader(self):
         return DataLoader(self.dataset("val"), batch_size=1024)
@@ -341,17 +341,18 @@ class AISData(pl.LightningDataModule):
         return DataLoader(self.dataset("test"), batch_size=1024)
 
 
-class StreamBatches(torch.utils.data.Sampler):
+class StreamBatches(BatchSampler):
     """Batches of ``streams`` chunks, chunk k the next ``batch_size`` indices of the k-th of ``streams`` independent
-    permutations of range(n) drawn each epoch: [streams * b] indices, every chunk the same size b."""
+    shuffles (drawn each epoch) of the indices ``sampler`` yields: [streams * b] indices, every chunk the same size b.
+    A ``BatchSampler`` so Lightning can put a DistributedSampler in ``sampler``: each process shuffles its shard."""
 
-    def __init__(self, n: int, batch_size: int, streams: int):
-        self.n, self.batch_size, self.streams = n, batch_size, streams
-
-    def __len__(self) -> int:
-        return -(-self.n // self.batch_size)
+    def __init__(self, sampler, batch_size: int, drop_last: bool = False, streams: int = 1):
+        super().__init__(sampler, batch_size, drop_last)
+        self.streams = streams
 
     def __iter__(self):
-        perms = [torch.randperm(self.n) for _ in range(self.streams)]
-        for i in range(0, self.n, self.batch_size):
+        idx = torch.tensor(list(self.sampler), dtype=torch.long)
+        perms = [idx[torch.randperm(len(idx))] for _ in range(self.streams)]
+        stop = len(idx) - len(idx) % self.batch_size if self.drop_last else len(idx)
+        for i in range(0, stop, self.batch_size):
             yield torch.cat([p[i: i + self.batch_size] for p in perms]).tolist()

@@ -184,9 +184,29 @@ def test_stream_batches_give_each_ensemble_member_its_own_shuffle():
     from apps.ais.data import StreamBatches
 
     torch.manual_seed(0)
-    sampler = StreamBatches(10, 4, 3)
+    sampler = StreamBatches(range(10), 4, streams=3)
     batches = list(sampler)
     assert len(batches) == len(sampler) == 3 and [len(b) for b in batches] == [12, 12, 6]
     streams = [sum((b[k * len(b) // 3: (k + 1) * len(b) // 3] for b in batches), []) for k in range(3)]
     assert all(sorted(s) == list(range(10)) for s in streams)
     assert len({tuple(s) for s in streams}) == 3
+
+
+def test_lightning_can_give_the_stream_batches_a_distributed_sampler():
+    """--trainer.strategy ddp with an ensemble: Lightning re-creates the batch sampler around a DistributedSampler
+    (it refused a plain Sampler), keeping ``streams``; each process then shuffles its own shard."""
+    from lightning_fabric.utilities.data import _replace_dunder_methods
+    from pytorch_lightning.utilities.data import _update_dataloader
+    from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, SequentialSampler, TensorDataset
+
+    from apps.ais.data import StreamBatches
+
+    ds = TensorDataset(torch.arange(20))
+    with _replace_dunder_methods(BatchSampler):  # as Lightning calls train_dataloader
+        dl = DataLoader(ds, batch_sampler=StreamBatches(SequentialSampler(ds), 4, streams=3))
+    dl = _update_dataloader(dl, DistributedSampler(ds, num_replicas=2, rank=1, shuffle=False))
+    assert dl.batch_sampler.streams == 3
+    batches = [b[0].tolist() for b in dl]
+    assert [len(b) for b in batches] == [12, 12, 6]
+    chunks = [sum((b[k * len(b) // 3: (k + 1) * len(b) // 3] for b in batches), []) for k in range(3)]
+    assert all(sorted(c) == list(range(1, 20, 2)) for c in chunks)

@@ -27,7 +27,7 @@ class AISJob(Job):
     app = "ais"
     defaults = {
         "data": {"lookback": 10, "history": 20, "horizons": [30, 60, 120], "split": "vessel:0", "batch_size": 64},
-        "model": {"name": "spadon", "members": 3},  # 3 members as if trained apart: validation 28.77 vs 28.90 m (README)
+        "model": {"name": "spadon", "members": 3},  # 3 members trained as if apart: val 28.77 vs 28.90 m (README)
         "optim": {"lr": 1e-3, "weight_decay": 1e-4},  # lr 1e-3 with the narrow spadon: validation (README)
         "trainer": {"max_epochs": 30, "patience": 8},
     }

@@ -124,9 +124,14 @@ class Ensemble(nn.Module):
         """errors[K]: each training member's validation error now; keep the members that beat their best ->
         the mean of the members' best errors (falls exactly when a member is kept: the checkpoint metric)."""
         for k in (errors < self.best).nonzero().flatten().tolist():
-            self.kept[k].load_state_dict(self.members[k].state_dict())
+            self.keep(k)
             self.best[k] = errors[k]
         return self.best.mean()
+
+    @torch.no_grad()
+    def keep(self, k: int) -> None:
+        """Member k's training weights become its kept (predicting) weights."""
+        self.kept[k].load_state_dict(self.members[k].state_dict())
 
     def forward(self, x):
         kept = getattr(self, "kept", self.members)  # models pickled before members were kept

@@ -45,7 +45,11 @@ class TrackForecaster(pl.LightningModule):
 
     def forward(self, x: torch.Tensor, dr: torch.Tensor, cog: torch.Tensor) -> torch.Tensor:
         """-> predicted displacement [B, H, 2] east/north metres."""
-        return dr + to_east_north(self.model(x) * self.target_scale[:, None], cog)
+        return self.displacement(self.model(x), dr, cog)
+
+    def displacement(self, corr: torch.Tensor, dr: torch.Tensor, cog: torch.Tensor) -> torch.Tensor:
+        """The model's correction [..., B, H, 2] (vessel frame, target-scale units) on top of ``dr`` -> east/north m."""
+        return dr + to_east_north(corr * self.target_scale[:, None], cog)
 
     @property
     def members(self) -> int:
@@ -88,8 +92,7 @@ class TrackForecaster(pl.LightningModule):
             err = (self(x, dr, cog) - target).norm(dim=-1)  # metres (local frame); test uses haversine
             self.log("val_loss", err.mean(), prog_bar=True, batch_size=len(x))
             return
-        corr = self.model.member_outputs(x) * self.target_scale[:, None]  # [K, B, H, 2]
-        err = torch.stack([(dr + to_east_north(c, cog) - target).norm(dim=-1) for c in corr])  # [K, B, H]
+        err = (self.displacement(self.model.member_outputs(x), dr, cog) - target).norm(dim=-1)  # [K, B, H]
         self._val[:-1] += err.sum((1, 2)).double().cpu()
         self._val[-1] += err[0].numel()
 
@@ -109,9 +112,8 @@ class TrackForecaster(pl.LightningModule):
 
     def on_train_end(self):
         if self.members > 1:  # a member never validated keeps its last weights
-            never = torch.isinf(self.model.best)
-            for k in never.nonzero().flatten().tolist():
-                self.model.kept[k].load_state_dict(self.model.members[k].state_dict())
+            for k in torch.isinf(self.model.best).nonzero().flatten().tolist():
+                self.model.keep(k)
 
     def on_test_epoch_start(self):
         self._test = []
@@ -137,7 +139,7 @@ class TrackForecaster(pl.LightningModule):
 
 
 def to_east_north(ct: torch.Tensor, cog_deg: torch.Tensor) -> torch.Tensor:
-    """(cross, along)[B, H, 2] in the frame of course ``cog_deg`` [B] -> (east, north)."""
+    """(cross, along)[..., B, H, 2] in the frame of course ``cog_deg`` [B] -> (east, north)."""
     c = torch.deg2rad(cog_deg)[:, None]
     cross, along = ct[..., 0], ct[..., 1]
     return torch.stack([cross * c.cos() + along * c.sin(), along * c.cos() - cross * c.sin()], -1)

@@ -12,13 +12,12 @@ import sys
 
 import numpy as np
 import pandas as pd
-import torch
 
-from apps.ais.data import FEATURES, AISData, base_displacement
+from apps.ais.data import FEATURES, AISData
 from apps.ais.models import MODELS, build_model, model_class
 from apps.ais.plots import tracks_figure
 from apps.ais.predict import TrackPredictor
-from apps.ais.task import TrackForecaster, score_windows
+from apps.ais.task import KeepBestMembers, TrackForecaster, score_windows
 from pipelines.options import Param, Section, ffn_choices, ffn_section
 from pipelines.runner import Job, main
 
@@ -31,6 +30,7 @@ class AISJob(Job):
         "optim": {"lr": 1e-3, "weight_decay": 1e-4},  # lr 1e-3 with the narrow spadon: validation (README)
         "trainer": {"max_epochs": 30, "patience": 8},
     }
+    predict_splits = ("val", "test")
     shortcuts = {"model": "model.name", "data": "data.path", "split": "data.split", "epochs": "trainer.max_epochs",
                  "ffn": "model.ffn", "lr": "optim.lr"}
 
@@ -38,22 +38,40 @@ class AISJob(Job):
         name = cfg["model"]["name"]
         cls = model_class(name) if name in MODELS else None
         return {
-            "data": Section(AISData, help="raw AIS -> tracks -> windows (apps.ais.data.AISData)"),
+            "data": Section(AISData, skip=("streams",), help="raw AIS -> tracks -> windows (apps.ais.data.AISData)"),
             "model": Section(cls, skip=("n_features", "horizons", "cell", "mixer"),
                              extra=(Param("name", str, "spadon", "the model", MODELS),
                                     Param("members", int, 1, "models averaged (a deep ensemble), trained in one run as "
                                           "if apart: own loss, own shuffle, own best epoch")),
                              choices=ffn_choices(), nested={"ffn_kw": ffn_section},
                              help=f"{cls.__name__ if cls else name} (apps.ais.models)"),
-            "optim": Section(TrackForecaster, skip=("model", "horizons", "target_scale"), help="AdamW, cosine"),
+            "optim": Section(TrackForecaster, skip=("model", "horizons", "target_scale", "streams"),
+                             help="AdamW, cosine"),
         }
 
-    def build(self, cfg: dict):
-        dm = AISData(**cfg["data"])
+    def data(self, cfg: dict):
+        members = cfg["model"].get("members", 1)
+        dm = AISData(**cfg["data"], streams=members)  # an ensemble's members: each its own shuffle
         dm.setup()
+        return dm
+
+    def task(self, cfg: dict, dm):
         kw = {k: v for k, v in cfg["model"].items() if k != "name"}
         model = build_model(cfg["model"]["name"], len(FEATURES), len(dm.horizons), **kw)
-        return dm, TrackForecaster(model, dm.horizons, dm.target_scale.tolist(), **cfg["optim"])
+        members = cfg["model"].get("members", 1)
+        return TrackForecaster(model, dm.horizons, dm.target_scale.tolist(), **cfg["optim"],
+                               streams=members > 1 and dm.streams == members)
+
+    def callbacks(self, cfg: dict) -> list:
+        """An ensemble (``model.members`` > 1) keeps each member at its own best validation epoch."""
+        return [KeepBestMembers()] if cfg["model"].get("members", 1) > 1 else []
+
+    def evaluate(self, dm, predictions: dict, cfg: dict) -> dict[str, float]:
+        """Haversine errors and RPD per horizon of the model and of the physical baselines on the same test
+        windows; ``val_mean_m``: the model's validation error (local-frame metres, as ``val_loss``)."""
+        val = predictions["val"].in_order()
+        return {**score_windows(predictions["test"].in_order(), dm.sets["test"], dm.horizons, turn_tau=dm.turn_tau),
+                "val_mean_m": float(np.linalg.norm(val - dm.sets["val"]["true_en"], axis=-1).mean())}
 
     def predictor(self, task, dm, cfg):
         return TrackPredictor(task, dm.lookback, dm.horizons, dm.mean, dm.std, dm.base, dm.turn_tau, dm.history)
@@ -67,24 +85,18 @@ class AISJob(Job):
     def data_params(self, dm) -> dict:
         return {f"data.{k}": v for k, v in dm.fingerprint().items()}
 
-    def figures(self, task, dm) -> dict:
-        idx, pred = task.predictions
-        s = {k: v[idx] for k, v in dm.sets["test"].items()}
-        return {"tracks_test.png": tracks_figure(dm.tracks, s, pred, dm.horizons)}
+    def figures(self, outcome) -> dict:
+        dm = outcome.datamodule
+        return {"tracks_test.png": tracks_figure(dm.tracks, dm.sets["test"], outcome.predictions["test"].in_order(),
+                                                 dm.horizons)}
 
     score_name = "test_mean_m"
 
     def score(self, predictor, dm) -> float:
         """Mean haversine error (m) over the horizons and the test windows of ``dm``."""
-        task = predictor.task
         s = dm.sets["test"]
-        x = torch.from_numpy(((s["x"] - predictor.mean) / predictor.std).astype(np.float32))
-        cog = torch.from_numpy(s["cog0"]).float()
-        dr = torch.from_numpy(base_displacement(predictor.base, s["sog0"], s["cog0"], s["omega"], dm.horizons,
-                                                predictor.turn_tau)).float()
-        with torch.no_grad():
-            pred = task(x, dr, cog).double().numpy()
-        m = score_windows(pred, dm.sets["test"], dm.horizons, turn_tau=dm.turn_tau)
+        pred = predictor.windows(s["x"], s["sog0"], s["cog0"], s["omega"])
+        m = score_windows(pred, s, dm.horizons, turn_tau=dm.turn_tau)
         return float(np.mean([m[f"test_mean_m_{h}s"] for h in dm.horizons]))
 
     def report(self, metrics: dict, cfg: dict) -> str:

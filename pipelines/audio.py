@@ -21,10 +21,12 @@ from apps.audio.data import AudioQA
 from apps.audio.models import CONNECTORS, INTEGRATIONS, AudioLM
 from apps.audio.predict import AudioQAPredictor
 from apps.audio.questions import TYPES
-from apps.audio.task import AudioQATask, answer_mask, fit_connector_stages, macro_by_type
+from apps.audio.task import AudioQATask, answer_mask, macro_by_type, set_stage
 from core.datadir import data_dir
 from pipelines.options import Param, Section, ffn_choices, ffn_section
-from pipelines.runner import Job, main
+from pipelines.runner import Job, fit_module, main
+
+STAGE_LR = 1e-3  # stages 0 and 1 (stage 2 is the main fit, at optim.lr)
 
 
 class AudioJob(Job):
@@ -52,16 +54,29 @@ class AudioJob(Job):
             "optim": Section(AudioQATask, skip=("model", "answer_ids", "stage"), help="AdamW, one-cycle (stage 2)"),
         }
 
-    def build(self, cfg: dict):
+    def data(self, cfg: dict):
         dm = AudioQA(seed=cfg["seed"], **cfg["data"])
         dm.setup()
+        return dm
+
+    def task(self, cfg: dict, dm):
         kw = {k: v for k, v in cfg["model"].items() if not k.startswith("stage")}
         model = AudioLM(len(dm.vocab), dm.feature_dims(), **kw)
         model.set_feature_stats(dm.feature_stats())
-        ref = fit_connector_stages(model, dm, cfg["model"]["stage0_epochs"], cfg["model"]["stage1_epochs"])
-        task = AudioQATask(model, dm.vocab.answers, stage=2, **cfg["optim"])
-        task.reference = ref
-        return dm, task
+        return AudioQATask(model, dm.vocab.answers, stage=2, **cfg["optim"])
+
+    def steps(self, dm, task, cfg: dict) -> dict[str, float]:
+        """The curriculum before the main fit (stage 2, everything trains): stage 0, the LM alone with an oracle in
+        the audio slot; stage 1, the connectors with the LM frozen. Each keeps its best validation epoch; ->
+        ``stage0_val_acc``, ``stage1_val_acc`` (a stage of 0 epochs is skipped)."""
+        out = {}
+        for stage in (0, 1):
+            epochs = cfg["model"][f"stage{stage}_epochs"]
+            if epochs > 0:
+                step = AudioQATask(task.model, dm.vocab.answers, stage=stage, lr=STAGE_LR)
+                out[f"stage{stage}_val_acc"] = 1.0 - fit_module(step, dm, epochs, ("val_loss", "min"))
+        set_stage(task.model, 2)
+        return out
 
     def predictor(self, task, dm, cfg):
         return AudioQAPredictor(task.model, dm.encoders)

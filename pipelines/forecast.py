@@ -55,13 +55,16 @@ class ForecastJob(Job):
             "optim": Section(ForecastTask, skip=("model", "targets"), help="optimiser (apps.forecast.task)"),
         }
 
-    def build(self, cfg: dict):
+    def data(self, cfg: dict):
         dm = ForecastData(**cfg["data"])
         dm.setup()
+        return dm
+
+    def task(self, cfg: dict, dm):
         kw = {k: v for k, v in cfg["model"].items() if k != "name"}
         model = build_model(cfg["model"]["name"], dm.n_vars, dm.lookback, dm.horizon, **kw)
         targets = None if dm.features == "M" else dm.targets
-        return dm, ForecastTask(model, **cfg["optim"], targets=targets)
+        return ForecastTask(model, **cfg["optim"], targets=targets)
 
     def predictor(self, task, dm, cfg):
         return Forecaster(task.model, dm.scaler, dm.columns, dm.lookback, dm.horizon, dm.freq, dm.use_time_features,
@@ -78,11 +81,12 @@ class ForecastJob(Job):
     def data_params(self, dm) -> dict:
         return {f"data.{k}": v for k, v in dm.fingerprint().items()}
 
-    def figures(self, task, dm) -> dict:
-        if task.example is None:
-            return {}
-        x, y, pred = (dm.scaler.inverse(t.numpy()) for t in task.example)  # original units
+    def figures(self, outcome) -> dict:
+        dm = outcome.datamodule
         s = dm.starts[2]  # the first test window starts at the test split's first row
+        x, _, y = (t.numpy() for t in dm.sets["test"][0])
+        pred = outcome.predictions["test"].in_order()[0]
+        x, y, pred = (dm.scaler.inverse(t) for t in (x, y, pred))  # original units
         dates = dm.dates[s:s + dm.lookback + dm.horizon]
         return {"forecast_vs_truth.png": forecast_figure(x, y, pred, dm.columns, dates, channel=dm.targets[-1])}
 

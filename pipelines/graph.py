@@ -33,6 +33,7 @@ FORWARD_PRESET = {"model": {"hidden": 128}, "optim": {"lr": 1e-3, "weight_decay"
 
 class GraphJob(Job):
     app = "graph"
+    monitor = ("val_acc", "max")  # test at the epoch of best validation accuracy (Kipf & Welling, ForwardGNN)
     defaults = {
         "data": {"dataset": "Cora", "split": "public", "normalize_features": True},
         "model": {"name": "gcn", "hidden": 16, "layers": 2, "dropout": 0.5, "init": "default"},
@@ -77,34 +78,43 @@ class GraphJob(Job):
             else Section(extra=task_params, help="training method"),
         }
 
-    def build(self, cfg: dict):
-        self.method, self.init = cfg["task"]["method"], cfg["model"]["init"]
+    def data(self, cfg: dict):
         dm = GraphData(seed=cfg["seed"], **cfg["data"])
         dm.setup()
+        return dm
+
+    def task(self, cfg: dict, dm):
         m = {k: v for k, v in cfg["model"].items() if k not in ("name", "init")}
         method, t = cfg["task"]["method"], cfg["task"]
         if method == "bp":
             model = GNN(dm.num_features, dm.num_classes, conv=cfg["model"]["name"], **m)
-            d = dm.data
-            initialize(model, cfg["model"]["init"], d.x, d.edge_index, d.train_mask)
-            self.profile = variance_profile(model, d.x, d.edge_index, d.y, d.train_mask)
-            return dm, NodeClassifier(model, **cfg["optim"])
+            return NodeClassifier(model, **cfg["optim"])
         if cfg["model"]["name"] != "gcn":
             raise ConfigError("task.method sf trains GCN layers; set model.name gcn")
         cls = METHODS[method]
         kw = {k: v for k, v in m.items() if k in ("hidden", "layers")}
         extra = {k: v for k, v in t.items() if k not in ("method", "epochs_per_layer")}
-        self.profile = None
-        return dm, cls(dm.num_features, dm.num_classes, epochs=t["epochs_per_layer"], **kw, **cfg["optim"], **extra)
+        return cls(dm.num_features, dm.num_classes, epochs=t["epochs_per_layer"], **kw, **cfg["optim"], **extra)
 
-    def figures(self, task, dm) -> dict:
+    def steps(self, dm, task, cfg: dict) -> dict[str, float]:
+        """bp: the initialisation (``model.init``), then its variance per layer (forward: activations, backward:
+        gradients) as ``init_forward_var_<l>`` / ``init_backward_var_<l>``."""
+        if cfg["task"]["method"] != "bp":
+            return {}
         d = dm.data
-        with torch.no_grad():
-            scores = (task.model if self.method == "bp" else task)(d.x, d.edge_index)
+        initialize(task.model, cfg["model"]["init"], d.x, d.edge_index, d.train_mask)
+        prof = variance_profile(task.model, d.x, d.edge_index, d.y, d.train_mask)
+        return {f"init_{k}_var_{i}": v for k, vs in prof.items() for i, v in enumerate(vs)}
+
+    def figures(self, outcome) -> dict:
+        dm = outcome.datamodule
+        d, scores = dm.data, torch.as_tensor(outcome.predictions["test"].in_order())
         nodes = d.test_mask
         out = {"confusion_test.png": confusion_figure(d.y[nodes], scores[nodes].argmax(-1), dm.num_classes)}
-        if self.profile:
-            out["init_variance.png"] = variance_figure(self.profile, self.init)
+        prof = {k: [outcome.steps[f"init_{k}_var_{i}"] for i in range(len(outcome.steps))
+                    if f"init_{k}_var_{i}" in outcome.steps] for k in ("forward", "backward")}
+        if prof["forward"]:
+            out["init_variance.png"] = variance_figure(prof, outcome.config["model"]["init"])
         return out
 
     def predictor(self, task, dm, cfg):
@@ -118,10 +128,7 @@ class GraphJob(Job):
         return pd.DataFrame({"node": dm.data.test_mask.nonzero().flatten()[:5].numpy()})
 
     def data_params(self, dm) -> dict:
-        out = {f"data.{k}": v for k, v in dm.fingerprint().items()}
-        for i, v in enumerate((self.profile or {}).get("forward", [])):
-            out[f"init.var_layer{i}"] = f"{v:.4g}"  # per-layer activation variance at initialisation
-        return out
+        return {f"data.{k}": v for k, v in dm.fingerprint().items()}
 
     score_name = "test_error"
 

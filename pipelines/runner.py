@@ -13,13 +13,18 @@ test set with repeated windows, then logs and registers. The other ranks return 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
+import tempfile
+import time
 import traceback
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import mlflow
+import numpy as np
 import yaml
 import pytorch_lightning as pl
 import torch
@@ -61,8 +66,12 @@ class Job:
         """Defaults (+ presets) merged under the user's config."""
         return deep_merge(RUNNER_DEFAULTS, self.defaults, user)
 
-    def build(self, cfg: dict):
-        """-> (LightningDataModule already set up and validated, LightningModule)."""
+    def data(self, cfg: dict):
+        """-> the LightningDataModule, set up: the data read and validated (DataError on bad input)."""
+        raise NotImplementedError
+
+    def task(self, cfg: dict, dm):
+        """-> the LightningModule (model + loss + optimiser) for data module ``dm``."""
         raise NotImplementedError
 
     def predictor(self, task, dm, cfg):
@@ -79,7 +88,30 @@ class Job:
     def data_params(self, dm) -> dict:
         return {}
 
-    def figures(self, task, dm) -> dict:
+    # the named steps of a training, each explicit (fit_test calls them in this order)
+    predict_splits: tuple[str, ...] = ("test",)  # splits whose predictions the Outcome carries (predict_step)
+
+    def steps(self, dm, task, cfg: dict) -> dict[str, float]:
+        """Named steps before the main fit that change ``task``'s model (masked pretraining, a curriculum's stages),
+        each run through :func:`fit_module`; -> their numbers (``pretrain_loss``, ``stage1_val_acc``, ...)."""
+        return {}
+
+    def callbacks(self, cfg: dict) -> list:
+        """Callbacks that are part of the training algorithm (an ensemble's own-best-epoch selection); a callback's
+        ``summary() -> dict`` goes into ``Outcome.steps``."""
+        return []
+
+    def evaluate(self, dm, predictions: dict, cfg: dict) -> dict[str, float]:
+        """Test metrics computed from the predictions (split -> Predictions) where they need more than a batch
+        holds (whole-split scores, metadata of the rows); added to the task's own test metrics."""
+        return {}
+
+    def reference(self, dm, cfg: dict) -> dict[str, float]:
+        """Baselines scored on the same test rows (e.g. a GBM), reported beside the model."""
+        return {}
+
+    def figures(self, outcome) -> dict:
+        """name -> matplotlib Figure of an :class:`Outcome` (logged on the run; learning curves are added)."""
         return {}
 
     def report(self, metrics: dict, cfg: dict) -> str:
@@ -150,13 +182,64 @@ def check_config(job: Job, cfg: dict) -> None:
 
 
 @dataclass
+class Predictions:
+    """A split's predictions of the tested model: ``values[i]`` is the prediction for row ``ids[i]`` of that split
+    (windows, flows, nodes, clips or questions, as the app's data module numbers them)."""
+    ids: np.ndarray
+    values: np.ndarray
+
+    def in_order(self) -> np.ndarray:
+        """values sorted by row id (row i of the split at position i)."""
+        return self.values[np.argsort(self.ids, kind="stable")]
+
+
+@dataclass
+class Outcome:
+    """What one training produced, explicitly: the trained model and everything measured on it.
+
+    ``metrics``: the test metrics of the model that was tested (the checkpoint of the best validation ``monitor``);
+    ``reference``: baselines scored on the same test rows (the traffic GBM's ``gbm_*``); ``steps``: the numbers of
+    the job's named steps (pretraining loss, curriculum stages, ensemble members' own best validation errors);
+    ``val``: the monitored validation metric of the tested checkpoint; ``predictions``: split -> :class:`Predictions`
+    for ``job.predict_splits``; ``figures``: name -> matplotlib Figure (only when asked for)."""
+    config: dict
+    task: pl.LightningModule
+    datamodule: object
+    metrics: dict[str, float]
+    reference: dict[str, float] = field(default_factory=dict)
+    steps: dict[str, float] = field(default_factory=dict)
+    val: float | None = None
+    best_epoch: int | None = None
+    epochs: int = 0
+    fit_seconds: float = 0.0
+    predictions: dict[str, Predictions] = field(default_factory=dict)
+    figures: dict = field(default_factory=dict)
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """metrics, reference scores and step numbers in one dict (what is logged on the run)."""
+        return {**self.metrics, **self.reference, **self.steps}
+
+
+@dataclass
 class Result:
+    """What ``run`` returns: the outcome and where it was logged."""
     run_id: str
-    metrics: dict
+    outcome: Outcome | None = None
     model_uri: str | None = None
     version: str | None = None
-    config: dict = field(default_factory=dict)
-    datamodule: object = None  # the data the model was trained and tested on (retrain scores on its test split)
+
+    @property
+    def metrics(self) -> dict:
+        return self.outcome.scores if self.outcome else {}
+
+    @property
+    def config(self) -> dict:
+        return self.outcome.config if self.outcome else {}
+
+    @property
+    def datamodule(self):  # the data the model was trained and tested on (retrain scores on its test split)
+        return self.outcome.datamodule if self.outcome else None
 
 
 def set_threads(cfg: dict) -> int:
@@ -165,7 +248,11 @@ def set_threads(cfg: dict) -> int:
     return n
 
 
-def _trainer(job: Job, cfg: dict, logger, ckpt_dir) -> pl.Trainer:
+def _quiet_trainer_kw() -> dict:
+    return {"enable_progress_bar": False, "enable_model_summary": False, "accelerator": "cpu"}
+
+
+def _trainer(job: Job, cfg: dict, logger, ckpt_dir, extra_callbacks=()) -> pl.Trainer:
     tcfg = dict(cfg["trainer"])
     patience = tcfg.pop("patience", 3)
     metric, mode = job.monitor
@@ -173,10 +260,34 @@ def _trainer(job: Job, cfg: dict, logger, ckpt_dir) -> pl.Trainer:
                                  filename="best-{epoch}")]
     if patience:
         callbacks.append(EarlyStopping(monitor=metric, mode=mode, patience=patience))
+    callbacks += list(extra_callbacks)
     callbacks += [CALLBACKS[name](**(opts or {})) for name, opts in cfg["callbacks"].items()]
     tcfg.setdefault("accelerator", "cpu")
     tcfg.setdefault("log_every_n_steps", 50)
     return pl.Trainer(logger=logger, callbacks=callbacks, default_root_dir=str(ckpt_dir), **tcfg)
+
+
+def fit_module(module: pl.LightningModule, data, epochs: int, monitor: tuple[str, str] | None = None,
+               report: str | None = None) -> float:
+    """Train ``module`` in place for ``epochs``: a job's named step (pretraining, a curriculum stage). ``data``: a
+    LightningDataModule or a training DataLoader. With ``monitor`` (metric, mode) the weights of the best validation
+    epoch are restored and that score returned; else the last epoch's value of the logged metric ``report`` (nan
+    when there is none)."""
+    if epochs <= 0:
+        return float("nan")
+    with tempfile.TemporaryDirectory() as d:
+        cbs = [ModelCheckpoint(dirpath=d, monitor=monitor[0], mode=monitor[1], save_top_k=1)] if monitor else []
+        tr = pl.Trainer(max_epochs=epochs, logger=False, callbacks=cbs, enable_checkpointing=bool(monitor),
+                        default_root_dir=d, **_quiet_trainer_kw())
+        if isinstance(data, pl.LightningDataModule):
+            tr.fit(module, datamodule=data)
+        else:
+            tr.fit(module, train_dataloaders=data)
+        if not monitor:
+            return float(tr.callback_metrics.get(report, float("nan"))) if report else float("nan")
+        best = torch.load(cbs[0].best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(best)
+        return float(cbs[0].best_model_score)
 
 
 def resolved_config(job: Job, argv: list[str]) -> dict:
@@ -186,15 +297,92 @@ def resolved_config(job: Job, argv: list[str]) -> dict:
     return cfg
 
 
+def build(job: Job, cfg: dict, dm=None):
+    """Threads and seeds, then the data (``job.data``, unless ``dm`` is given: a data module reused across trainings)
+    and the task (``job.task``). -> (data module, task)."""
+    set_threads(cfg)
+    pl.seed_everything(cfg["seed"], workers=True, verbose=False)
+    dm = job.data(cfg) if dm is None else dm
+    return dm, job.task(cfg, dm)
+
+
+def fit_test(job: Job, cfg: dict, built=None, logger=False, ckpt_dir=None, resume_ckpt: str | None = None,
+             figures: bool = False, on_steps=None, dm=None, reference: bool = True) -> Outcome:
+    """The one training path: build (unless ``built`` = (dm, task); ``dm``: reuse that data module), the job's
+    named steps, fit with the best
+    ``job.monitor`` checkpoint kept, test that checkpoint, predict ``job.predict_splits`` with it, score the job's
+    reference baselines -> :class:`Outcome`. Writes nothing but checkpoints (to ``ckpt_dir``, else a temp folder):
+    logging and registering are :func:`run`'s. ``logger``: a Lightning logger for the per-epoch metrics.
+    ``on_steps(numbers)`` is called with the steps' numbers before the fit. Under several processes the
+    non-zero ranks return after ``fit`` with empty metrics. ``reference=False`` skips the job's baselines."""
+    built = built if built is not None else build(job, cfg, dm)
+    with tempfile.TemporaryDirectory() as tmp:
+        return _fit_test(job, cfg, built, logger, Path(ckpt_dir or tmp), resume_ckpt, figures, on_steps, reference)
+
+
+def _fit_test(job, cfg, built, logger, ckpt_dir, resume_ckpt, figures, on_steps, use_reference) -> Outcome:
+    dm, task = built
+    steps = {} if resume_ckpt else job.steps(dm, task, cfg)
+    if on_steps and steps:
+        on_steps(steps)
+    extra = job.callbacks(cfg)
+    trainer = _trainer(job, cfg, logger, ckpt_dir, extra)
+    t0 = time.time()
+    trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt)
+    seconds = time.time() - t0
+    if trainer.interrupted:
+        raise KeyboardInterrupt("training interrupted")
+    if rank_zero_only.rank != 0:  # another process of a multi-process training: rank 0 tests and reports
+        _leave_process_group()
+        return Outcome(cfg, task, dm, {}, steps=steps, fit_seconds=seconds)
+    ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    if trainer.world_size > 1:  # test once, on all the test rows, in this process
+        _leave_process_group()  # else metrics would wait for the other ranks to sync
+    t = cfg["trainer"]
+    limit = t.get("limit_test_batches", 1.0)
+    tester = pl.Trainer(logger=False, default_root_dir=str(ckpt_dir), precision=t.get("precision"),
+                        limit_test_batches=limit, limit_predict_batches=limit, **_quiet_trainer_kw())
+    if ckpt:
+        task.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
+    for part in (*extra, task):  # the training algorithm's own record (an ensemble's members, ForwardGNN's depths)
+        steps.update(getattr(part, "summary", dict)())
+    metrics = {k: float(v) for k, v in tester.test(task, datamodule=dm, verbose=False)[0].items()}
+    preds = {}
+    for split in job.predict_splits:
+        out = tester.predict(task, dataloaders=getattr(dm, f"{split}_dataloader")())
+        preds[split] = _collect(out)
+    metrics.update(job.evaluate(dm, preds, cfg))
+    reference = job.reference(dm, cfg) if use_reference else {}
+    task = task.cpu().eval()
+    epoch = re.search(r"epoch=(\d+)", Path(ckpt).name) if ckpt else None
+    outcome = Outcome(cfg, task, dm, metrics, reference, steps, None if best is None else float(best),
+                      int(epoch.group(1)) if epoch else None, trainer.current_epoch, seconds, preds)
+    if figures:
+        outcome.figures = job.figures(outcome)
+    return outcome
+
+
+def _collect(batches: list) -> Predictions:
+    """predict_step outputs -> Predictions: each a tensor (rows in loader order) or (row ids, values)."""
+    ids, values, n = [], [], 0
+    for b in batches:
+        i, v = b if isinstance(b, (tuple, list)) else (torch.arange(n, n + len(b)), b)
+        ids.append(torch.as_tensor(i).cpu())
+        values.append(v.detach().cpu())
+        n += len(v)
+    return Predictions(torch.cat(ids).numpy(), torch.cat(values).numpy())
+
+
 def run(job: Job, argv: list[str] | None = None, cfg: dict | None = None) -> Result:
-    """Train, test, log and register one model. ``cfg`` (already resolved) bypasses argv."""
+    """:func:`fit_test` inside one MLflow run, then log and register the model. ``cfg`` (resolved) bypasses argv."""
     if cfg is None:
         cfg = resolved_config(job, argv or [])
     else:
         check_config(job, cfg)
     threads = set_threads(cfg)
-    pl.seed_everything(cfg["seed"], workers=True, verbose=False)
-    dm, task = job.build(cfg)  # validates config and data before anything is written to MLflow
+    built = build(job, cfg)  # validates config and data before anything is written to MLflow
+    dm = built[0]
 
     mcfg = cfg["mlflow"]
     experiment = mcfg["experiment"] or job.app
@@ -206,10 +394,8 @@ def run(job: Job, argv: list[str] | None = None, cfg: dict | None = None) -> Res
                           tags={"app": job.app, "host": socket.gethostname(), "pid": str(os.getpid()),
                                 **mcfg["tags"]}, run_id=resume_id)
     if rank_zero_only.rank != 0:  # another process of a multi-process training: train, leave MLflow to rank 0
-        trainer = _trainer(job, cfg, logger, tracking.checkpoint_dir(job.app, f"rank{rank_zero_only.rank}"))
-        trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt)
-        _leave_process_group()
-        return Result(run_id="", metrics={}, config=cfg, datamodule=dm)
+        fit_test(job, cfg, built, logger, tracking.checkpoint_dir(job.app, f"rank{rank_zero_only.rank}"), resume_ckpt)
+        return Result(run_id="")
     run_id = logger.run_id
     try:
         if resume_id:  # the same run goes on; its parameters are already logged (and immutable)
@@ -220,18 +406,9 @@ def run(job: Job, argv: list[str] | None = None, cfg: dict | None = None) -> Res
         data_params = job.data_params(dm)  # hashes data files: once per run
         if not resume_id:
             logger.log_hyperparams({**flatten(cfg), "threads": threads, **data_params})
-        trainer = _trainer(job, cfg, logger, tracking.checkpoint_dir(job.app, run_id))
-        trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt)
-        if trainer.interrupted:
-            raise KeyboardInterrupt("training interrupted")
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        if trainer.world_size > 1:  # test once, on all the test windows, in this process
-            _leave_process_group()  # else metrics would wait for the other ranks to sync
-            trainer = pl.Trainer(logger=logger, accelerator="cpu", devices=1, enable_progress_bar=False,
-                                 enable_model_summary=False, default_root_dir=str(trainer.default_root_dir))
-        ckpt = best or None
-        metrics = {k: float(v) for k, v in trainer.test(task, datamodule=dm, ckpt_path=ckpt, verbose=False)[0].items()}
-        result = _log_and_register(job, task, dm, cfg, run_id, metrics, client, data_params)
+        outcome = fit_test(job, cfg, built, logger, tracking.checkpoint_dir(job.app, run_id), resume_ckpt,
+                           figures=True, on_steps=logger.log_metrics)
+        result = _log_and_register(job, outcome, run_id, client, data_params)
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
@@ -259,14 +436,15 @@ def _resume_point(job: Job, experiment: str, resume: str, client) -> tuple[str, 
     raise ConfigError(f"--resume {resume}: no unfinished {job.app} run with a checkpoint ({where})")
 
 
-def _log_and_register(job, task, dm, cfg, run_id, metrics, client, data_params: dict) -> Result:
-    mcfg = cfg["mlflow"]
-    task = task.cpu().eval()
-    predictor = job.predictor(task, dm, cfg)
-    example = job.input_example(dm)
+def _log_and_register(job, outcome: Outcome, run_id, client, data_params: dict) -> Result:
+    cfg, mcfg = outcome.config, outcome.config["mlflow"]
+    predictor = job.predictor(outcome.task, outcome.datamodule, cfg)
+    example = job.input_example(outcome.datamodule)
     with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+        for k, v in {**outcome.metrics, **outcome.reference, **outcome.steps}.items():
+            mlflow.log_metric(k, v)  # the logger has the per-epoch metrics; these are the outcome's, once
         mlflow.log_dict(cfg, "config.yaml")
-        figures = job.figures(task, dm)
+        figures = dict(outcome.figures)
         curves = learning_curves(client, run_id)
         if curves is not None:
             figures = {"learning_curves.png": curves, **figures}
@@ -276,10 +454,10 @@ def _log_and_register(job, task, dm, cfg, run_id, metrics, client, data_params: 
         info = mlflow.pyfunc.log_model(name="model", python_model=PredictorModel(predictor), input_example=example,
                                        signature=job.signature(example, predictor.predict(example)),
                                        pip_requirements=requirements(job.requirements))
-        result = Result(run_id, metrics, info.model_uri, config=cfg, datamodule=dm)
+        result = Result(run_id, outcome, info.model_uri)
         if mcfg["register"]:
             name = mcfg["model_name"] or job.app
-            tags = {"run_id": run_id, **{k: f"{v:.6g}" for k, v in metrics.items()},
+            tags = {"run_id": run_id, **{k: f"{v:.6g}" for k, v in outcome.scores.items()},
                     **{k: str(v)[:500] for k, v in data_params.items()}}
             mv = mlflow.register_model(info.model_uri, name, tags=tags)
             result.version = str(mv.version)

@@ -47,18 +47,23 @@ class SpikingJob(Job):
                              help="Adam, two learning rates (apps.spiking.task.SpikeClassifier)"),
         }
 
-    def build(self, cfg: dict):
+    def data(self, cfg: dict):
         dm = SpikeData(seed=cfg["seed"], **cfg["data"])
         dm.setup()
-        model = DelaySNN(dm.channels, dm.num_classes, **cfg["model"])
-        self.params = count_parameters(model)
-        return dm, SpikeClassifier(model, **cfg["optim"])
+        return dm
 
-    def figures(self, task, dm) -> dict:
-        model = task.model.rounded().eval()
+    def task(self, cfg: dict, dm):
+        model = DelaySNN(dm.channels, dm.num_classes, **cfg["model"])
+        return SpikeClassifier(model, **cfg["optim"])
+
+    def steps(self, dm, task, cfg: dict) -> dict[str, float]:
+        """No step before the fit; the model's size: ``params_weights``, ``params_positions`` (delay positions)."""
+        return {f"params_{k}": float(v) for k, v in count_parameters(task.model).items()}
+
+    def figures(self, outcome) -> dict:
+        dm, model = outcome.datamodule, outcome.task.model.rounded().eval()
         x, y = dm.sets["test"][0]
-        with torch.no_grad():
-            probs = class_probs(model(x[None]))[0]
+        probs = torch.as_tensor(outcome.predictions["test"].in_order()[0])
         bin_ms = dm.encoder.bin_ms if dm.source == "fsdd" else None
         out = {"spike_raster_test.png": raster_figure(x, probs, int(y), bin_ms)}
         if model.readout.delays != "none":
@@ -86,7 +91,6 @@ class SpikingJob(Job):
 
     def data_params(self, dm) -> dict:
         out = {f"data.{k}": v for k, v in dm.stats.items()}
-        out.update({f"model.params_{k}": v for k, v in self.params.items()})
         out["data.encoder_key"] = dm.encoder.key()
         return out
 

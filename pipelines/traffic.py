@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytorch_lightning as pl
 import torch
 
 from apps.traffic.baseline import gbm_scores
@@ -20,10 +21,10 @@ from apps.traffic.data import TrafficData
 from apps.traffic.metrics import scores
 from apps.traffic.models import MODELS, NetFound, build_model
 from apps.traffic.predict import OPTIONAL, PACKET_COLUMNS, FlowPredictor
-from apps.traffic.task import FlowClassifier, class_weights, pretrain
+from apps.traffic.task import FieldPretrainer, FlowClassifier, class_weights, pretrain_loader
 from pipelines.figures import confusion_figure
 from pipelines.options import Param, Section, ffn_choices, ffn_section
-from pipelines.runner import Job, main
+from pipelines.runner import Job, fit_module, main
 
 
 class TrafficJob(Job):
@@ -34,12 +35,17 @@ class TrafficJob(Job):
         "optim": {"lr": 1e-3, "weight_decay": 0.01},
         "trainer": {"max_epochs": 20, "patience": 8},
     }
+    predict_splits = ("test",)
+
+    def __init__(self, cache: dict | None = None):
+        self.cache = cache  # flows read, kept across trainings by whoever owns this job (a benchmark)
+
     shortcuts = {"model": "model.name", "data": "data.path", "split": "data.split", "epochs": "trainer.max_epochs",
                  "ffn": "model.ffn", "lr": "optim.lr", "labels": "data.labels", "level": "data.level"}
 
     def sections(self, cfg: dict) -> dict[str, Section]:
         return {
-            "data": Section(TrafficData, help="captures -> flows -> grouped folds (apps.traffic.data.TrafficData)"),
+            "data": Section(TrafficData, skip=("cache",), help="captures -> flows -> grouped folds (apps.traffic.data.TrafficData)"),
             "model": Section(NetFound, skip=("n_classes", "bursts", "burst_packets", "payload_bytes"),
                              extra=(Param("name", str, "netfound", "the model", MODELS),
                                     Param("pretrain_epochs", int, 3, "epochs of masked-field pretraining on the "
@@ -49,20 +55,31 @@ class TrafficJob(Job):
             "optim": Section(FlowClassifier, skip=("model", "class_weights", "level"), help="AdamW, one-cycle"),
         }
 
-    def build(self, cfg: dict):
-        dm = TrafficData(**cfg["data"])
+    def data(self, cfg: dict):
+        dm = TrafficData(**cfg["data"], cache=self.cache)
         dm.setup()
+        return dm
+
+    def task(self, cfg: dict, dm):
         kw = {k: v for k, v in cfg["model"].items() if k not in ("name", "pretrain_epochs")}
         model = build_model(cfg["model"]["name"], len(dm.class_names), bursts=dm.bursts,
                             burst_packets=dm.burst_packets, payload_bytes=dm.payload_bytes, **kw)
-        task = FlowClassifier(model, class_weights(dm.sets["train"]["y"], len(dm.class_names)), dm.level,
-                              **cfg["optim"])
-        task.reference = gbm_scores(dm, dm.seed)
-        if cfg["model"]["pretrain_epochs"]:
-            loss = pretrain(model, dm.tokens_of(dm.pretrain_flows()), cfg["model"]["pretrain_epochs"],
-                            seed=dm.seed)
-            task.reference["pretrain_loss"] = loss
-        return dm, task
+        return FlowClassifier(model, class_weights(dm.sets["train"]["y"], len(dm.class_names)), dm.level,
+                                  **cfg["optim"])
+
+    def steps(self, dm, task, cfg: dict) -> dict[str, float]:
+        """netFound's masked-field pretraining (``model.pretrain_epochs``; 0: from scratch) on the flows of the
+        training captures (and ``data.pretrain_paths``) -> ``pretrain_loss`` of its last epoch."""
+        epochs = cfg["model"]["pretrain_epochs"]
+        if not epochs:
+            return {}
+        pl.seed_everything(dm.seed, verbose=False)
+        loader = pretrain_loader(dm.tokens_of(dm.pretrain_flows()))
+        return {"pretrain_loss": fit_module(FieldPretrainer(task.model), loader, epochs, report="pretrain_loss")}
+
+    def reference(self, dm, cfg: dict) -> dict[str, float]:
+        """The GBM on flow statistics, trained on the same training flows, scored on the same test flows."""
+        return gbm_scores(dm, dm.seed)
 
     def predictor(self, task, dm, cfg):
         return FlowPredictor(task, dm.class_names, dm.token_kw, dm.level)
@@ -83,9 +100,9 @@ class TrafficJob(Job):
     def data_params(self, dm) -> dict:
         return {f"data.{k}": v for k, v in dm.fingerprint().items()}
 
-    def figures(self, task, dm) -> dict:
-        idx, prob = task.predictions
-        y = dm.sets["test"]["y"][dm.positions("test", idx)]
+    def figures(self, outcome) -> dict:
+        dm, p = outcome.datamodule, outcome.predictions["test"]
+        y, prob = dm.sets["test"]["y"][p.ids], p.values
         fig = confusion_figure(torch.as_tensor(y), torch.as_tensor(prob.argmax(1)), len(dm.class_names),
                                "test flows", dm.class_names)
         return {"confusion_test.png": fig}

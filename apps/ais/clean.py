@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from apps.ais.metrics import haversine
+from apps.ais.geodesy import haversine
 
 KNOT = 1852.0 / 3600.0  # m/s
 

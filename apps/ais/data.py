@@ -29,20 +29,15 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
 
+from apps.ais.baselines import TURN_TAUS, base_displacement, damped_turn, dead_reckoning
 from apps.ais.clean import KNOT, clean
-from apps.ais.metrics import to_local
+from apps.ais.geodesy import to_local, to_track_frame
 from apps.ais.nmea import IngestStats, read
 from core.datadir import DataError, data_dir, sha256
 
 DEFAULT_LOG = "ais/dma_ais_sample_20131112.nmea.gz"
 FEATURES = ("cross_km", "along_km", "dt_min", "gap_min", "sog", "sin_dcog", "cos_dcog", "sin_dhdg", "cos_dhdg",
             "hdg_valid")
-
-
-def to_track_frame(east, north, cog_deg):
-    """east/north -> (cross-track to starboard, along-track) for a course ``cog_deg`` (broadcasts)."""
-    c = np.deg2rad(cog_deg)
-    return east * np.cos(c) - north * np.sin(c), east * np.sin(c) + north * np.cos(c)
 
 
 def resolve_paths(path: str | None) -> list[Path]:
@@ -100,29 +95,6 @@ def turn_rate(t, hdg, cog, i: int, min_dt: float = 5.0, max_dt: float = 40.0) ->
         if dt >= min_dt and not np.isnan(src[j]):
             return float(((src[i] - src[j] + 180) % 360 - 180) / dt)
     return 0.0
-
-
-def damped_turn(sog_kn: np.ndarray, cog_deg: np.ndarray, omega: np.ndarray, horizons, tau: float) -> np.ndarray:
-    """Displacements [W, H, 2] (east, north m) of a vessel that keeps its speed and turns at ``omega`` (deg/s)
-    decaying with time constant ``tau`` s: course(s) = COG + omega tau (1 - exp(-s / tau)), integrated in 1 s steps.
-    tau -> 0 is dead reckoning."""
-    s = np.arange(0.0, max(horizons), 1.0) + 0.5
-    course = np.deg2rad(cog_deg[:, None] + omega[:, None] * tau * (1 - np.exp(-s[None] / max(tau, 1e-9))))
-    v = (sog_kn * KNOT)[:, None]
-    e, n = np.cumsum(v * np.sin(course), 1), np.cumsum(v * np.cos(course), 1)
-    idx = np.asarray(horizons) - 1
-    return np.stack([e[:, idx], n[:, idx]], -1)
-
-
-def base_displacement(base: str, sog_kn, cog_deg, omega, horizons, turn_tau: float) -> np.ndarray:
-    """What the learned models correct, [W, H, 2] east/north metres: ``dr`` (dead reckoning) or ``turn`` (the damped
-    turn with time constant ``turn_tau``). One definition for training, serving and retrain scoring."""
-    if base == "turn":
-        return damped_turn(sog_kn, cog_deg, omega, horizons, turn_tau)
-    return dead_reckoning(sog_kn, cog_deg, horizons)
-
-
-TURN_TAUS = (0.0, 5.0, 10.0, 13.0, 20.0, 30.0)  # candidates for the damped-turn baseline, chosen on validation
 
 
 def make_windows(df: pd.DataFrame, lookback: int, horizons: tuple[int, ...], max_gap: float, min_sog: float,
@@ -187,14 +159,6 @@ def mirrored(s: dict) -> dict:
     return out
 
 
-def dead_reckoning(sog_kn: np.ndarray, cog_deg: np.ndarray, horizons) -> np.ndarray:
-    """[W] SOG (kn), COG (deg) -> displacements [W, H, 2] (east, north metres) along the reported course."""
-    v = sog_kn * KNOT
-    c = np.deg2rad(cog_deg)
-    hz = np.asarray(horizons, dtype=np.float64)
-    return np.stack([v[:, None] * hz * np.sin(c)[:, None], v[:, None] * hz * np.cos(c)[:, None]], -1)
-
-
 class AISData(pl.LightningDataModule):
     """Raw AIS -> clean tracks -> windows, split by vessel. Batches: (x[B, L, F] normalised, base[B, H, 2] the
     displacement the model corrects (dead reckoning or the damped turn; east/north m), target[B, H, 2] true displacement (m), cog[B] the last COG (deg),
@@ -217,14 +181,18 @@ class AISData(pl.LightningDataModule):
             (won on validation; README).
         split: vessel:K (5 grouped folds by md5 of the MMSI, fold K tested) or time.
         batch_size: windows per batch.
+        streams: independent shuffles of the training windows per batch, one per ensemble member: a batch is
+            ``streams`` equal chunks, member k trains on chunk k, so members see the data in their own order as
+            separately trained models would (:class:`StreamBatches`).
     """
 
     def __init__(self, path: str | None = None, columns: str | None = None, time_format: str | None = None,
                  time_source: str = "receive", day: str | None = None, lookback: int = 10,
                  history: int = 20, horizons: list[int] = (30, 60, 120), max_gap: float = 60.0, min_sog: float = 1.0,
                  base: Literal["dr", "turn"] = "dr", mirror: bool = True, split: str = "vessel:0",
-                 batch_size: int = 64):
+                 batch_size: int = 64, streams: int = 1):
         super().__init__()
+        self.streams = int(streams)
         if lookback < 2:
             raise DataError(f"lookback must be >= 2 reports, got {lookback}")
         if history < lookback:
@@ -322,11 +290,6 @@ class AISData(pl.LightningDataModule):
                 **{f"vessels_{k}": int(len(np.unique(v["mmsi"]))) for k, v in self.sets.items()},
                 **{f"ingest_{k}": v for k, v in self.ingest.as_dict().items()},
                 **{f"clean_{k}": v for k, v in self.counts.items()}}
-
-    streams = 1
-    """Independent shuffles of the training windows per batch, one per ensemble member (the task sets it): a batch
-    is ``streams`` equal chunks, member k trains on chunk k, so members see the data in their own order as separately
-    trained models would."""
 
     def train_dataloader(self):
         ds = self.dataset("train")

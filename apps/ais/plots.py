@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from apps.ais.metrics import from_local  # noqa: E402
+from apps.ais.geodesy import from_local  # noqa: E402
 
 
 def tracks_figure(tracks, s: dict, pred: np.ndarray, horizons, n: int = 6):

@@ -12,8 +12,9 @@ import pandas as pd
 import torch
 
 from apps.ais.clean import clean
-from apps.ais.data import base_displacement, turn_rate, window_features
-from apps.ais.metrics import from_local
+from apps.ais.baselines import base_displacement
+from apps.ais.data import turn_rate, window_features
+from apps.ais.geodesy import from_local
 from core.datadir import DataError
 
 
@@ -46,6 +47,14 @@ class TrackPredictor:
         return out
 
     @torch.no_grad()
+    def windows(self, x: np.ndarray, sog: np.ndarray, cog: np.ndarray, omega: np.ndarray) -> np.ndarray:
+        """The one prediction path (serving and retrain scoring): windows' raw features x[W, L, F] and last reports
+        (SOG kn, COG deg, rate of turn deg/s, [W]) -> displacements [W, H, 2] east/north metres."""
+        xs = torch.from_numpy(((x - self.mean) / self.std).astype(np.float32))
+        base = torch.from_numpy(base_displacement(self.base, sog, cog, omega, self.horizons, self.turn_tau)).float()
+        return self.task(xs, base, torch.as_tensor(cog, dtype=torch.float)).double().numpy()
+
+    @torch.no_grad()
     def predict(self, df: pd.DataFrame, source: str = "input") -> pd.DataFrame:
         tracks, _ = clean(self._frame(df, source))
         rows = []
@@ -60,11 +69,8 @@ class TrackPredictor:
             arrays = [g[c].to_numpy() for c in ("time", "lat", "lon", "sog", "cog", "heading")]
             # a champion pickled before ``history`` existed saw ``lookback`` reports
             feats, _, _ = window_features(*arrays, len(g) - 1, self.lookback, getattr(self, "history", None))
-            x = torch.from_numpy(((feats[None] - self.mean) / self.std).astype(np.float32))
-            sog, cog = np.array([last.sog]), np.array([last.cog])
             omega = np.array([turn_rate(arrays[0], arrays[5], arrays[4], len(g) - 1)])
-            dr = torch.from_numpy(base_displacement(self.base, sog, cog, omega, self.horizons, self.turn_tau)).float()
-            disp = self.task(x, dr, torch.tensor(cog, dtype=torch.float)).double().numpy()[0]
+            disp = self.windows(feats[None], np.array([last.sog]), np.array([last.cog]), omega)[0]
             lat, lon = from_local(disp[:, 0], disp[:, 1], last.lat, last.lon)
             for i, h in enumerate(self.horizons):
                 rows.append({"mmsi": mmsi, "horizon_s": h, "time": pd.Timestamp(last.time + h, unit="s", tz="UTC"),

@@ -5,11 +5,10 @@ the LM frozen, 2 everything.
 words. ``val_loss`` is 1 - the macro mean over question types of the validation accuracy, so the checkpoint is
 chosen on the score that is tested. Test metrics: ``test_acc`` (macro over types, training templates),
 ``test_acc_<type>``, ``test_acc_rephrased`` (the held-out wording, macro over types) and ``test_acc_blind`` (the
-same model with the audio removed, training templates).
+same model with the audio removed, training templates). The stages are run by the job
+(``pipelines/audio.py: AudioJob.steps``), each a fit of this module at its ``stage``.
 """
 from __future__ import annotations
-
-import tempfile
 
 import pytorch_lightning as pl
 import torch
@@ -53,7 +52,6 @@ class AudioQATask(pl.LightningModule):
         super().__init__()
         self.model, self.stage, self.lr, self.weight_decay = model, stage, lr, weight_decay
         self.register_buffer("answer_mask", answer_mask(model.head.out_features, answer_ids))
-        self.reference: dict[str, float] = {}
         set_stage(model, stage)
 
     def forward(self, batch, blind: bool = False):
@@ -97,8 +95,10 @@ class AudioQATask(pl.LightningModule):
         self.log("test_acc_blind", macro_by_type(blind[~reph], qtype[~reph])[0])
         if reph.any():
             self.log("test_acc_rephrased", macro_by_type(correct[reph], qtype[reph])[0])
-        for k, v in self.reference.items():
-            self.log(k, v)
+
+    def predict_step(self, batch, batch_idx):
+        """-> the answer word id [B] of each question."""
+        return self.predict_ids(batch)
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW([p for p in self.parameters() if p.requires_grad], lr=self.lr,
@@ -106,27 +106,3 @@ class AudioQATask(pl.LightningModule):
         steps = max(1, int(self.trainer.estimated_stepping_batches))
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=steps, pct_start=0.1)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-def fit_stage(model, dm, stage: int, epochs: int, lr: float, answer_ids: list[int]) -> float:
-    """Train ``model`` in place for one stage (best validation epoch kept); -> its validation accuracy."""
-    if epochs <= 0:
-        return float("nan")
-    task = AudioQATask(model, answer_ids, stage=stage, lr=lr)
-    with tempfile.TemporaryDirectory() as d:
-        ckpt = pl.callbacks.ModelCheckpoint(dirpath=d, monitor="val_loss", mode="min", save_top_k=1)
-        tr = pl.Trainer(max_epochs=epochs, logger=False, callbacks=[ckpt], enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=d, accelerator="cpu")
-        tr.fit(task, datamodule=dm)
-        best = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
-    task.load_state_dict(best)
-    set_stage(model, 2)
-    return 1.0 - float(ckpt.best_model_score)
-
-
-def fit_connector_stages(model, dm, stage0_epochs: int, stage1_epochs: int, lr: float = 1e-3) -> dict[str, float]:
-    """Stage 0 (the LM with the oracle) then stage 1 (connectors, LM frozen) in place; -> their validation
-    accuracies (a skipped stage is left out)."""
-    out = {"stage0_val_acc": fit_stage(model, dm, 0, stage0_epochs, lr, dm.vocab.answers),
-           "stage1_val_acc": fit_stage(model, dm, 1, stage1_epochs, lr, dm.vocab.answers)}
-    return {k: v for k, v in out.items() if v == v}

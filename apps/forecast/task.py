@@ -42,7 +42,6 @@ class ForecastTask(pl.LightningModule):
         self.targets = list(targets) if targets is not None else None
         self.val_mse = MeanSquaredError()
         self.test_mse, self.test_mae = MeanSquaredError(), MeanAbsoluteError()
-        self.example: tuple[torch.Tensor, ...] | None = None  # first test window: (x, y, pred)
 
     def forward(self, x, x_mark=None):
         return self.model(x, x_mark)
@@ -70,8 +69,11 @@ class ForecastTask(pl.LightningModule):
         self.test_mae.update(p, t)
         self.log_dict({"test_mse": self.test_mse, "test_mae": self.test_mae}, on_step=False, on_epoch=True,
                       batch_size=len(x))
-        if batch_idx == 0:
-            self.example = (x[0].cpu(), y[0].cpu(), pred[0].detach().cpu())
+
+    def predict_step(self, batch, batch_idx):
+        """-> the forecast [B, H, N] of each window, on the scaler's scale."""
+        x, x_mark, _ = batch
+        return self(x, x_mark)
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)

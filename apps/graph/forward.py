@@ -168,6 +168,19 @@ class _LayerwiseTask(pl.LightningModule):
         pred = self.predict_classes(data)
         self.log("test_acc", node_accuracy(pred, data.y, data.test_mask), batch_size=1)
 
+    def predict_step(self, data, batch_idx):
+        """-> class scores [N, C] of every node (row ids: node ids)."""
+        return self(data.x, data.edge_index)
+
+    def summary(self) -> dict[str, float]:
+        """The layer-wise schedule's record: validation and test accuracy of each depth at its best epoch, and the
+        depth validation chooses (``sf_depth_chosen``)."""
+        out = {f"sf_{k}_depth{d}": v for d, (va, te) in self.best_by_depth.items()
+               for k, v in (("val_acc", va), ("test_acc", te))}
+        if self.best_by_depth:
+            out["sf_depth_chosen"] = float(self.best_depth()[0])
+        return out
+
 
 class SingleForwardGNN(_LayerwiseTask):
     """SF. dims = [F, hidden, ..., hidden]; the class scores come from the virtual nodes, no output layer.

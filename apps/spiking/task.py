@@ -96,11 +96,18 @@ class SpikeClassifier(pl.LightningModule):
     def on_test_start(self):
         self._rounded()
 
+    def on_predict_start(self):
+        self._rounded()
+
     def validation_step(self, batch, batch_idx):
         self._eval(batch, "val")
 
     def test_step(self, batch, batch_idx):
         self._eval(batch, "test")
+
+    def predict_step(self, batch, batch_idx):
+        """-> class probabilities [B, C] of the integer-delay model."""
+        return class_probs(self._eval_model(batch[0]))
 
     def configure_optimizers(self):
         pos = [p for n, p in self.model.named_parameters() if n.endswith("position")]

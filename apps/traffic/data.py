@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 DEFAULT_CAPTURES = "traffic/ndpi/pcap"
 DEFAULT_LABELS = "traffic/ndpi/flow_labels.csv"
 _SKIP_SUFFIXES = (".out", ".csv", ".md", ".txt", ".json")
-_CACHE: dict[tuple, tuple[list[Flow], CaptureStats]] = {}
 
 
 def resolve_captures(path: str | None) -> tuple[list[Path], Path]:
@@ -54,23 +53,28 @@ def resolve_captures(path: str | None) -> tuple[list[Path], Path]:
     return files, root
 
 
-def read_flows(files: list[Path], payload_bytes: int = 0, max_packets: int = 256) -> tuple[list[Flow], CaptureStats]:
-    """Flows of every capture (cached per process). A capture that cannot be read at all (empty, not a capture) is
-    skipped, counted as ``unreadable_files`` and named in ``stats.problems`` with the byte offset."""
+def read_flows(files: list[Path], payload_bytes: int = 0, max_packets: int = 256,
+               cache: dict | None = None) -> tuple[list[Flow], CaptureStats]:
+    """Flows of every capture. A capture that cannot be read at all (empty, not a capture) is skipped, counted as
+    ``unreadable_files`` and named in ``stats.problems`` with the byte offset. ``cache``: a dict its owner keeps
+    across calls (a benchmark reading the same captures for every fold), keyed by (files, payload_bytes,
+    max_packets); None reads afresh."""
     key = (tuple(str(f) for f in files), payload_bytes, max_packets)
-    if key not in _CACHE:
-        flows, stats = [], CaptureStats()
-        for f in files:
-            try:
-                flows += read_capture(f, payload_bytes, max_packets, stats, name=f.name)
-            except DataError as e:
-                stats.counts["unreadable_files"] += 1
-                stats.problems.append(str(e))
-        if not flows:
-            raise DataError(f"{files[0].parent}: no flows in {len(files)} capture file(s)"
-                            + (f"; first problem: {stats.problems[0]}" if stats.problems else ""))
-        _CACHE[key] = flows, stats
-    return _CACHE[key]
+    if cache is not None and key in cache:
+        return cache[key]
+    flows, stats = [], CaptureStats()
+    for f in files:
+        try:
+            flows += read_capture(f, payload_bytes, max_packets, stats, name=f.name)
+        except DataError as e:
+            stats.counts["unreadable_files"] += 1
+            stats.problems.append(str(e))
+    if not flows:
+        raise DataError(f"{files[0].parent}: no flows in {len(files)} capture file(s)"
+                        + (f"; first problem: {stats.problems[0]}" if stats.problems else ""))
+    if cache is not None:
+        cache[key] = flows, stats
+    return flows, stats
 
 
 class TrafficData(pl.LightningDataModule):
@@ -98,14 +102,16 @@ class TrafficData(pl.LightningDataModule):
         pretrain_paths: more captures (each a capture, folder or glob), unlabelled, added to the pretraining flows
             (e.g. the Stratosphere and Zeek captures); files of ``path`` itself are never added this way, so a
             validation or test capture never reaches pretraining.
+        cache: flows already read, kept by the caller across data modules (see :func:`read_flows`).
     """
 
     def __init__(self, path: str | None = None, labels: str = "ndpi", label_column: str = "master_proto",
                  level: str = "flow", unmask: list[str] | None = None, split: str = "group:0", folds: int = 5,
                  classes: int = 7, min_captures: int = 5, per_capture: int = 50, label_fraction: float = 1.0, payload_bytes: int = 0,
                  bursts: int = 12, burst_packets: int = 6, burst_gap: float = 1.0, batch_size: int = 64,
-                 seed: int = 0, pretrain_paths: list[str] | None = None):
+                 seed: int = 0, pretrain_paths: list[str] | None = None, cache: dict | None = None):
         super().__init__()
+        self.cache = cache
         self.pretrain_paths = list(pretrain_paths or ())
         self.path, self.labels, self.label_column, self.level = path, labels, label_column, level
         self.unmask = tuple(unmask or ())
@@ -140,7 +146,7 @@ class TrafficData(pl.LightningDataModule):
         if self.sets:
             return
         self.files, root = resolve_captures(self.path)
-        flows, self.stats = read_flows(self.files, self.payload_bytes)
+        flows, self.stats = read_flows(self.files, self.payload_bytes, cache=self.cache)
         by_name = {f.name: f for f in self.files}
         label = self._labeller(root)
         lab = [label(f, by_name[f.capture]) for f in flows]
@@ -225,12 +231,12 @@ class TrafficData(pl.LightningDataModule):
         own = [f for f in self.all_flows if f.capture not in held] if self.kind == "group" else self.all_flows
         mine = {f.resolve() for f in self.files}
         extra = sorted({f for p in self.pretrain_paths for f in resolve_captures(p)[0] if f.resolve() not in mine})
-        return own + (read_flows(extra, self.payload_bytes)[0] if extra else [])
+        return own + (read_flows(extra, self.payload_bytes, cache=self.cache)[0] if extra else [])
 
     def dataset(self, name: str) -> TensorDataset:
         s = self.sets[name]
-        return TensorDataset(*(torch.from_numpy(s[k]) for k in ("packets", "bursts", "flow", "payload", "y",
-                                                               "index")))
+        return TensorDataset(*(torch.from_numpy(s[k]) for k in ("packets", "bursts", "flow", "payload", "y", "group")),
+                             torch.arange(len(s["y"])))
 
     def train_dataloader(self):
         return DataLoader(self.dataset("train"), batch_size=self.batch_size, shuffle=True, drop_last=False)

@@ -2,8 +2,7 @@
 
 ``FlowClassifier``: class-weighted cross-entropy (the task is scored by macro-F1); ``val_loss`` is 1 - validation
 macro-F1 at the task's level, so the checkpoint is chosen on the score that is tested. Test metrics:
-``test_macro_f1``, ``test_acc``, and any reference scores put in ``reference`` (the GBM's ``gbm_macro_f1`` /
-``gbm_acc`` on the same test flows).
+``test_macro_f1``, ``test_acc``. Batches are (packets, bursts, flow, payload, y, capture group, row).
 
 ``FieldPretrainer``: 15 % of the real packets of each flow have their size, payload length, inter-arrival time,
 TCP flags and window replaced by a mask vector; the model predicts each masked field's token (cross-entropy per
@@ -40,29 +39,25 @@ class FlowClassifier(pl.LightningModule):
         self.label_smoothing = label_smoothing
         w = torch.tensor(class_weights, dtype=torch.float) if class_weights else None
         self.register_buffer("class_weights", w)
-        self.reference: dict[str, float] = {}
         self._out: list = []
 
     def forward(self, packets, bursts, flow, payload):
         return self.model(packets, bursts, flow, payload)
 
     def training_step(self, batch, batch_idx):
-        *x, y, _ = batch
+        *x, y, _, _ = batch
         loss = F.cross_entropy(self(*x), y, weight=self.class_weights, label_smoothing=self.label_smoothing)
         loss = loss + collect_aux_loss(self.model)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
     def _collect(self, batch):
-        *x, y, idx = batch
-        self._out.append((self(*x).softmax(-1).detach().cpu(), y.cpu(), idx.cpu()))
+        *x, y, group, _ = batch
+        self._out.append((self(*x).softmax(-1).detach().cpu(), y.cpu(), group.cpu()))
 
-    def _scores(self, split: str) -> dict:
-        prob, y, idx = (torch.cat(t).numpy() for t in zip(*self._out))
-        dm = self.trainer.datamodule
-        g = dm.sets[split]["group"][dm.positions(split, idx)]
-        self.predictions = (idx, prob)
-        return scores(y, prob, g, self.level)
+    def _scores(self) -> dict:
+        prob, y, group = (torch.cat(t).numpy() for t in zip(*self._out))
+        return scores(y, prob, group, self.level)
 
     def on_validation_epoch_start(self):
         self._out = []
@@ -71,7 +66,7 @@ class FlowClassifier(pl.LightningModule):
         self._collect(batch)
 
     def on_validation_epoch_end(self):
-        s = self._scores("val")
+        s = self._scores()
         self.log("val_loss", 1.0 - s["macro_f1"], prog_bar=True)
         self.log("val_macro_f1", s["macro_f1"])
 
@@ -82,10 +77,13 @@ class FlowClassifier(pl.LightningModule):
         self._collect(batch)
 
     def on_test_epoch_end(self):
-        for k, v in self._scores("test").items():
+        for k, v in self._scores().items():
             self.log(f"test_{k}", v)
-        for k, v in self.reference.items():
-            self.log(k, v)
+
+    def predict_step(self, batch, batch_idx):
+        """-> (rows of the split, class probabilities [B, C])."""
+        *x, _, _, row = batch
+        return row, self(*x).softmax(-1)
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -124,19 +122,11 @@ class FieldPretrainer(pl.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=0.01)
 
 
-def pretrain(model: nn.Module, tokens: dict[str, torch.Tensor], epochs: int, batch_size: int = 128,
-             lr: float = 1e-3, seed: int = 0) -> float:
-    """Pretrain ``model`` in place on ``tokens`` (from ``TrafficData.tokens_of``); -> the last epoch's loss."""
-    if epochs <= 0:
-        return float("nan")
-    pl.seed_everything(seed, verbose=False)
-    task = FieldPretrainer(model, lr)
+def pretrain_loader(tokens: dict[str, torch.Tensor], batch_size: int = 128) -> torch.utils.data.DataLoader:
+    """Shuffled batches (packets, bursts, flow, payload) of ``tokens`` (from ``TrafficData.tokens_of``) for
+    :class:`FieldPretrainer`."""
     ds = torch.utils.data.TensorDataset(*(tokens[k] for k in ("packets", "bursts", "flow", "payload")))
-    dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True)
-    tr = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                    enable_model_summary=False)
-    tr.fit(task, dl)
-    return float(tr.callback_metrics.get("pretrain_loss", torch.tensor(np.nan)))
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True)
 
 
 def class_weights(y: np.ndarray, n: int) -> list[float]:

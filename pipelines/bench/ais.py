@@ -18,21 +18,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 import tracemalloc
 
 import numpy as np
-import pytorch_lightning as pl
-import torch
 
 from apps.ais.clean import clean
-from apps.ais.data import FEATURES, AISData, resolve_paths
-from apps.ais.models import WIDE, build_model
+from apps.ais.data import resolve_paths
+from apps.ais.models import WIDE
 from apps.ais.nmea import read
-from apps.ais.task import TrackForecaster, score_windows
+from apps.ais.task import score_windows
 from pipelines.ais import AISJob
-from pipelines.bench.sections import add_common, bench_main, check_sections, parse_quick
+from pipelines.bench.sections import add_common, bench_main, check_sections, job_data, parse_quick, train
 from pipelines.bench.table import markdown, mean_std
 
 SECTIONS = ("folds", "lengths", "ingest")
@@ -53,35 +50,25 @@ def _history(a) -> int:
     return WIDE["history"] if a.recipe == "wide" else AISJob.defaults["data"]["history"]
 
 
-def _train(dm, name: str, seed: int, epochs: int, loss: str = "norm", members: int = 1, lr: float = 1e-3,
-           **model_kw) -> tuple[dict, dict]:
-    """-> (the test metrics of the best validation epoch with that epoch's validation error ``val_mean_m``,
-    that model's displacement predictions {"val", "test"} [W, H, 2] in window order)."""
-    pl.seed_everything(seed, verbose=False)
-    task = TrackForecaster(build_model(name, len(FEATURES), len(dm.horizons), members=members, **model_kw),
-                           dm.horizons, dm.target_scale.tolist(), loss=loss, lr=lr)
-    with tempfile.TemporaryDirectory() as d:
-        ckpt = pl.callbacks.ModelCheckpoint(monitor="val_loss", mode="min", save_top_k=1, dirpath=d)
-        tr = pl.Trainer(max_epochs=epochs, logger=False, callbacks=[ckpt], enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=d)
-        tr.fit(task, datamodule=dm)
-        m = tr.test(task, datamodule=dm, ckpt_path="best", verbose=False)[0]
-    idx, pred = task.predictions  # the test pass's own predictions, of the best epoch
-    test = np.empty_like(pred)
-    test[idx] = pred
-    val = _predict_val(task, dm)  # an ensemble's val_loss is its members' mean error: score the ensemble itself
-    return {**m, "val_mean_m": _val_error(dm, val)}, {"val": val, "test": test}
+def _data_options(a, lookback: int, history: int, fold: int) -> dict:
+    return {"split": f"vessel:{fold}", "horizons": a.horizons, "base": a.base, "lookback": lookback,
+            "history": history, "mirror": a.mirror}
+
+
+def _train(a, dm, data: dict, name: str, seed: int) -> tuple[dict, dict]:
+    """The job's training of model ``name`` (the recipe's options, ``--members``, ``--loss``; no early stopping, the
+    best validation epoch tested) on data module ``dm`` -> (its test metrics with ``val_mean_m``, its displacement
+    predictions {"val", "test"} [W, H, 2] in window order)."""
+    kw, lr = _recipe(a, name)
+    out = train(AISJob(), {"seed": seed, "data": data, "model": {"name": name, "members": a.members, **kw},
+                           "optim": {"lr": lr, "loss": a.loss}, "trainer": {"max_epochs": a.epochs, "patience": 0}},
+                dm=dm)
+    return out.metrics, {k: p.in_order() for k, p in out.predictions.items()}
 
 
 def _val_error(dm, pred: np.ndarray) -> float:
     """Mean distance (m, local frame, as ``val_loss``) of displacements ``pred`` [W, H, 2] on the validation set."""
     return float(np.linalg.norm(pred - dm.sets["val"]["true_en"], axis=-1).mean())
-
-
-def _predict_val(task, dm) -> np.ndarray:
-    task.eval()
-    with torch.no_grad():
-        return torch.cat([task(x, dr, cog) for x, dr, _, cog, _ in dm.val_dataloader()]).double().numpy()
 
 
 def _ensemble(dm, preds: list[dict]) -> dict:
@@ -105,15 +92,13 @@ def _train_folds(a, lookback: int, history: int) -> tuple[dict, list]:
     per: dict[str, dict[str, list]] = {}
     counts = []
     for k in a.folds:
-        dm = AISData(split=f"vessel:{k}", horizons=a.horizons, base=a.base, lookback=lookback, history=history,
-                     mirror=a.mirror)
-        dm.setup()
+        data = _data_options(a, lookback, history, k)
+        dm = job_data(AISJob(), {"data": data, "model": {"members": a.members}})
         counts.append((len(dm.sets["test"]["x"]), len(np.unique(dm.sets["test"]["mmsi"]))))
         for name in a.models:
             preds = []
             for seed in a.seeds:
-                kw, lr = _recipe(a, name)
-                m, p = _train(dm, name, seed, a.epochs, a.loss, a.members, lr, **kw)
+                m, p = _train(a, dm, data, name, seed)
                 preds.append(p)
                 for key, v in m.items():
                     per.setdefault(name, {}).setdefault(key, []).append((k, v))

@@ -15,18 +15,16 @@ everything -- and tested at its best validation epoch; no MLflow run per model):
 from __future__ import annotations
 
 import argparse
-import tempfile
 
-import pytorch_lightning as pl
 import torch
 
 from apps.audio.data import AudioQA
 from apps.audio.models import AudioLM
 from apps.audio.questions import TYPES
-from apps.audio.task import AudioQATask, fit_connector_stages
-from core.datadir import fsdd_files
-from core.datadir import data_dir
-from pipelines.bench.sections import add_common, bench_main, check_sections, interleaved_ms, parse_quick
+from core.datadir import data_dir, fsdd_files
+from pipelines.audio import AudioJob
+from pipelines.bench.sections import (add_common, bench_main, check_sections, interleaved_ms, job_data,
+                                      parse_quick, train)
 from pipelines.bench.table import markdown, mean_std
 
 SECTIONS = ("integration", "encoders", "probes", "cost")
@@ -40,29 +38,25 @@ def _key(integration: str, start: int) -> str:
 
 
 def train_and_test(dm: AudioQA, a, seed: int, keep: list | None = None, **model_kw) -> dict:
-    """The job's three stages on ``dm``; -> test metrics of the best validation epoch (the model of that epoch is
-    appended to ``keep`` if given)."""
-    pl.seed_everything(seed, verbose=False)
-    model = AudioLM(len(dm.vocab), dm.feature_dims(), dim=a.dim, **model_kw)
-    model.set_feature_stats(dm.feature_stats())
-    fit_connector_stages(model, dm, *a.stage_epochs[:2])
-    task = AudioQATask(model, dm.vocab.answers, stage=2, lr=3e-4)
-    with tempfile.TemporaryDirectory() as d:
-        ckpt = pl.callbacks.ModelCheckpoint(monitor="val_loss", mode="min", save_top_k=1, dirpath=d)
-        tr = pl.Trainer(max_epochs=a.stage_epochs[2], logger=False, callbacks=[ckpt], enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=d, accelerator="cpu")
-        tr.fit(task, datamodule=dm)
-        out = tr.test(task, datamodule=dm, ckpt_path="best", verbose=False)[0]
+    """The job's three stages on ``dm`` (``--stage_epochs``, no early stopping); -> test metrics of the best
+    validation epoch (the model of that epoch is appended to ``keep`` if given)."""
+    s0, s1, s2 = a.stage_epochs
+    out = train(AudioJob(), {"seed": seed, "data": _data_options(a, dm.encoders),
+                             "model": {"dim": a.dim, "stage0_epochs": s0, "stage1_epochs": s1, **model_kw},
+                             "optim": {"lr": 3e-4}, "trainer": {"max_epochs": s2, "patience": 0}}, dm=dm)
     if keep is not None:
-        keep.append(model.eval())
-    return out
+        keep.append(out.task.model.eval())
+    return out.metrics
+
+
+def _data_options(a, encoders: list[str]) -> dict:
+    return {"encoders": list(encoders), "subset": a.subset, "split": a.split}
 
 
 def _data(a, encoders: list[str]) -> AudioQA:
     key = tuple(encoders)
-    if key not in a.cache:
-        a.cache[key] = AudioQA(encoders=encoders, subset=a.subset, split=a.split)
-        a.cache[key].setup()
+    if key not in a.cache:  # data seed 0: the same questions for every seed
+        a.cache[key] = job_data(AudioJob(), {"seed": 0, "data": _data_options(a, encoders)})
     return a.cache[key]
 
 

@@ -1,4 +1,4 @@
-"""FFN variants side by side: ``python -m pipelines.bench ffn [--quick] [--sections lm speed smamba]``.
+"""FFN variants side by side: ``python -m pipelines.bench ffn [--quick] [--sections lm speed smamba domains]``.
 
 For every variant, in one process, with the dense MLP as the baseline, one section (and table) each:
 - ``speed``: parameters and eval forward latency of one FFN at width 192 (hidden 768, 8192 tokens), before and
@@ -7,6 +7,8 @@ For every variant, in one process, with the dense MLP as the baseline, one secti
 - ``lm``: a character-level GPT on tiny-shakespeare (nanoGPT's CPU recipe, same seed and batches): val loss;
 - ``smamba``: S-Mamba on ETTh1 (L=96, H=96, the paper's settings, epochs capped): test MSE, mean ± std over
   ``--seeds``;
+- ``domains``: every variant through every app's default job (:mod:`pipelines.bench.domains`): headline metric,
+  parameters and training-step time vs mlp per app; ``--resume`` continues an interrupted table;
 - in ``lm``, MoE: expert load on validation batches (max / uniform); CHESS: val loss after calibrating thresholds
   to ``CHESS_SPARSITY`` of activations on 20 training batches (the LM column is the uncalibrated, dense form);
 - Duo: its router trained as Duo-LLM does (oracle routes under a compute budget on training batches, then
@@ -28,6 +30,7 @@ import torch
 from core.ffn import FFN, MoE, build_ffn, calibrate_chess, reparam_model, set_guidance
 from core.ffn.duo import DuoFFN, oracle_routes
 from pipelines.bench.charlm import batches, evaluate, load_text, train
+from pipelines.bench.domains import APPS, domains
 from pipelines.bench.sections import add_common, bench_main, check_sections, interleaved_ms, parse_quick
 from pipelines.bench.table import markdown, mean_std
 from pipelines.forecast import ForecastJob
@@ -94,7 +97,7 @@ def train_duo_router(model, train_data, budget: float, n_batches: int, epochs: i
     model.train()
 
 
-SECTIONS = ("lm", "speed", "smamba")  # run in this order: speed takes Duo's route shares from lm
+SECTIONS = ("lm", "speed", "smamba", "domains")  # in this order: speed takes Duo's route shares from lm
 
 
 def parse(argv):
@@ -103,9 +106,15 @@ def parse(argv):
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
     ap.add_argument("--iters", type=int, default=None, help="char-LM iterations (default 2000 as nanoGPT; quick 200)")
     ap.add_argument("--epochs", type=int, default=None, help="S-Mamba epochs per variant (default 1)")
-    ap.add_argument("--seeds", nargs="+", type=int, default=[2023, 2024, 2025], help="S-Mamba seeds (quick: the first)")
-    add_common(ap, SECTIONS)
-    a = check_sections(ap, parse_quick(ap, argv, seeds=ap.get_default("seeds")[:1], reps=5), SECTIONS)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[2023, 2024, 2025],
+                    help="S-Mamba and domains seeds (quick: the first)")
+    ap.add_argument("--apps", nargs="+", default=list(APPS), choices=APPS, help="domains: the apps (columns)")
+    ap.add_argument("--domain-seeds", nargs="+", type=int, default=[0, 1], help="domains: seeds (quick: the first)")
+    ap.add_argument("--resume", action="store_true",
+                    help="domains: reuse every finished training of the same app, variant, seed, budget and code")
+    add_common(ap, SECTIONS, default=SECTIONS[:3])  # domains trains every variant in every app: asked for by name
+    a = check_sections(ap, parse_quick(ap, argv, seeds=ap.get_default("seeds")[:1], domain_seeds=[0], reps=5),
+                       SECTIONS)
     a.sections = [s for s in SECTIONS if s in a.sections]
     a.iters = a.iters or (200 if a.quick else 2000)
     a.epochs = a.epochs or 1
@@ -208,6 +217,8 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"error: unknown FFN variant(s) {unknown}; known: {sorted(FFN)}", file=sys.stderr)
         return 2
-    return bench_main("ffn", a, {"lm": lm_section, "speed": speed_section, "smamba": smamba_section}, load_text,
+    return bench_main("ffn", a, {"lm": lm_section, "speed": speed_section, "smamba": smamba_section,
+                                 "domains": domains}, load_text,
                       {"iters": a.iters, "epochs": a.epochs, "variants": ",".join(a.variants),
-                       "smamba_seeds": ",".join(map(str, a.seeds))})
+                       "seeds": ",".join(map(str, a.seeds)), "apps": ",".join(a.apps),
+                       "domain_seeds": ",".join(map(str, a.domain_seeds))})

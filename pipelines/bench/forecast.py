@@ -18,12 +18,10 @@ table is still one command's output over one parent run.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -33,7 +31,7 @@ from apps.forecast.models import canonical
 from apps.forecast.presets import HORIZONS, published
 from core.datadir import DataError
 from pipelines import tracking
-from pipelines.bench.sections import parse_quick
+from pipelines.bench.sections import code_hash, parse_quick, provenance
 from pipelines.bench.table import markdown, mean_std
 from pipelines.config import ConfigError
 from pipelines.forecast import ForecastJob
@@ -62,13 +60,7 @@ def parse(argv):
 
 def training_code_hash() -> str:
     """sha256 (12 hex) of the sources a forecast training depends on: trainings are reused only across equal code."""
-    root = Path(__file__).resolve().parents[2]
-    files = sorted([*(root / "core").rglob("*.py"), *(root / "apps" / "forecast").rglob("*.py"),
-                    root / "pipelines" / "forecast.py", root / "pipelines" / "runner.py"])
-    h = hashlib.sha256()
-    for f in files:
-        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:12]
+    return code_hash(("core", "apps/forecast", "pipelines/forecast.py", "pipelines/runner.py"))
 
 
 def _params(a, threads: int) -> dict:
@@ -135,6 +127,7 @@ def main(argv: list[str]) -> int:
         print(f"resuming parent run {parent_id}: {len(done)} finished trainings kept" if parent_id
               else "nothing to resume (no parent run with these arguments and this code): starting afresh", flush=True)
     with mlflow.start_run(run_id=parent_id, run_name=None if parent_id else run_name) as parent:
+        mlflow.set_tags(provenance("forecast", a.quick, threads))  # a resumed run: this invocation's
         if not parent_id:
             mlflow.log_params(params)
         grid = list(itertools.product(a.lr or [None], a.batch_size or [None]))
@@ -171,14 +164,14 @@ def main(argv: list[str]) -> int:
         header = ["model", "data", "H", "ours MSE", "paper MSE", "Δ MSE", "ours MAE", "paper MAE", "Δ MAE",
                   "within ±0.01"]
         table = markdown(header, rows)
-        mlflow.log_text(table, "bench_forecast.md")
+        footer = (f"{len(a.seeds)} seed(s), test_drop_last {a.test_drop_last}, {threads} threads, "
+                  f"{time.time() - t0:.0f}s" + (f" in this invocation ({len(done)} trainings kept from the interrupted "
+                  f"one, {sum(d[2] for d in done.values()):.0f}s of their own)" if done else "")
+                  + f"; MLflow parent run {parent.info.run_id}, code {params['code_hash']}")
+        mlflow.log_text(f"{table}\n\n{footer}\n", "bench_forecast_published.md")
         mlflow.log_metric("cells_within_0.01", sum(r[-1] == "yes" for r in rows))
         mlflow.log_metric("wall_seconds" + ("_resumed" if done else ""), time.time() - t0)
-    print(table)
-    print(f"\n{len(a.seeds)} seed(s), test_drop_last {a.test_drop_last}, {threads} threads, {time.time() - t0:.0f}s"
-          + (f" in this invocation ({len(done)} trainings kept from the interrupted one, "
-             f"{sum(d[2] for d in done.values()):.0f}s of their own)" if done else "")
-          + f"; MLflow parent run {parent.info.run_id}, code {params['code_hash']}")
+    print(f"{table}\n\n{footer}")
     return 0
 
 

@@ -11,18 +11,15 @@ from __future__ import annotations
 import argparse
 import statistics
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
 from apps.graph.data import GraphData
-from apps.graph.forward import SingleForwardGNN
-from apps.graph.init import initialize, variance_profile
 from apps.graph.metrics import hits_at_k, split_edges
 from apps.graph.models import GNN
 from apps.graph.netinfof import link_prediction
-from apps.graph.task import NodeClassifier
-from pipelines.bench.sections import add_common, bench_main, check_sections, interleaved_ms, parse_quick
+from pipelines.bench.sections import add_common, bench_main, check_sections, interleaved_ms, job_data, parse_quick, train
+from pipelines.graph import GraphJob
 from pipelines.bench.table import markdown, mean_std
 
 SECTIONS = ("node", "forward", "init", "link", "speed")
@@ -31,23 +28,21 @@ PAPER_FORWARD = {("bp", 2): "86.84 ± 1.0", ("sf", 2): "87.95 ± 1.4", ("bp", 3)
 PAPER_LINK = {"Cora": (81.3, 67.1), "CiteSeer": (87.3, 60.4)}  # NetInfoF, GCN (Hits@100, NetInfoF Table)
 
 
-def _fit(task, dm, max_epochs: int, patience: int | None = None) -> float:
-    cbs = [pl.callbacks.EarlyStopping("val_acc", mode="max", patience=patience)] if patience else []
-    tr = pl.Trainer(max_epochs=max_epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                    enable_model_summary=False, callbacks=cbs, num_sanity_val_steps=0)
-    tr.fit(task, datamodule=dm)
-    return 100 * task.best_test
+def _train(seed: int, dm, data: dict, **user):
+    """The graph job's training (test at the best validation-accuracy epoch) on data module ``dm`` -> Outcome."""
+    trainer = {"num_sanity_val_steps": 0, **user.pop("trainer", {})}
+    return train(GraphJob(), {"seed": seed, "data": data, "trainer": trainer, **user}, dm=dm)
+
+
+def _data(data: dict):
+    return job_data(GraphJob(), {"seed": 0, "data": data}), data
 
 
 def node(a) -> str:
     rows = []
     for name in ("Cora", "CiteSeer"):
-        dm = GraphData(name)
-        dm.setup()
-        accs = []
-        for seed in a.seeds:
-            pl.seed_everything(seed, verbose=False)
-            accs.append(_fit(NodeClassifier(GNN(dm.num_features, dm.num_classes)), dm, 200))
+        dm, data = _data({"dataset": name})
+        accs = [100 * _train(seed, dm, data, trainer={"max_epochs": 200}).metrics["test_acc"] for seed in a.seeds]
         rows.append([name, "GCN", len(accs), mean_std(accs, 2), PAPER_NODE[name],
                      f"{statistics.mean(accs) - PAPER_NODE[name]:+.2f}"])
     return markdown(["data (public split)", "model", "seeds", "ours acc %", "paper", "Δ"], rows)
@@ -58,17 +53,15 @@ def forward(a) -> str:
     for layers in (2, 3):
         res, depths = {"bp": [], "sf": [], "sf_val": []}, []
         for k in a.splits:
-            dm = GraphData("Cora_ML", f"forwardgnn:{k}", normalize_features=False)
-            dm.setup()
-            pl.seed_everything(k, verbose=False)
-            bp = NodeClassifier(GNN(dm.num_features, dm.num_classes, hidden=128, layers=layers), lr=1e-3, weight_decay=0)
-            res["bp"].append(_fit(bp, dm, a.epochs, patience=50))  # ForwardGNN validates every 2 epochs, patience 100
-            pl.seed_everything(k, verbose=False)
-            sf = SingleForwardGNN(dm.num_features, dm.num_classes, hidden=128, layers=layers, epochs=a.epochs,
-                                  patience=100)
-            res["sf"].append(_fit(sf, dm, layers * a.epochs))  # the model of the stated depth
-            depth, _, test = sf.best_depth()
-            res["sf_val"].append(100 * test)
+            dm, data = _data({"dataset": "Cora_ML", "split": f"forwardgnn:{k}", "normalize_features": False})
+            bp = _train(k, dm, data, model={"hidden": 128, "layers": layers}, optim={"lr": 1e-3, "weight_decay": 0.0},
+                        trainer={"max_epochs": a.epochs, "patience": 50})  # ForwardGNN: every 2 epochs, patience 100
+            res["bp"].append(100 * bp.metrics["test_acc"])
+            sf = _train(k, dm, data, model={"layers": layers},
+                        task={"method": "sf", "epochs_per_layer": a.epochs, "patience": 100}).steps
+            res["sf"].append(100 * sf[f"sf_test_acc_depth{layers}"])  # the model of the stated depth
+            depth = int(sf["sf_depth_chosen"])
+            res["sf_val"].append(100 * sf[f"sf_test_acc_depth{depth}"])
             depths.append(depth)
         epochs = f"{a.epochs}" + (" (paper 1000)" if a.epochs < 1000 else "")
         for m in ("bp", "sf"):
@@ -78,25 +71,26 @@ def forward(a) -> str:
     return markdown(["method", "layers", "splits", "ours acc %", "paper", "epochs (per layer)"], rows)
 
 
+def _series(steps: dict, prefix: str) -> list[float]:
+    return [steps[f"{prefix}{i}"] for i in range(len(steps)) if f"{prefix}{i}" in steps]
+
+
 def init(a) -> str:
-    dm = GraphData("Cora")
-    dm.setup()
-    d = dm.data
+    dm, data = _data({"dataset": "Cora"})
     rows = []
     for depth in a.depths:
         for scheme in ("xavier", "kaiming_in", "virgo"):
             accs, flat_f, flat_b = [], [], []
             for seed in a.seeds:
-                pl.seed_everything(seed, verbose=False)
-                model = GNN(dm.num_features, dm.num_classes, hidden=64, layers=depth)
-                initialize(model, scheme, d.x, d.edge_index, d.train_mask)
-                prof = variance_profile(model, d.x, d.edge_index, d.y, d.train_mask)
-                flat_f.append(max(prof["forward"]) / max(min(prof["forward"]), 1e-30))
-                hid = prof["backward"][:-1] or prof["backward"]
+                out = _train(seed, dm, data, model={"hidden": 64, "layers": depth, "init": scheme},
+                             trainer={"max_epochs": 200})
+                fwd, bwd = _series(out.steps, "init_forward_var_"), _series(out.steps, "init_backward_var_")
+                flat_f.append(max(fwd) / max(min(fwd), 1e-30))
+                hid = bwd[:-1] or bwd
                 flat_b.append(max(hid) / max(min(hid), 1e-30))
-                accs.append(_fit(NodeClassifier(model), dm, 200))
+                accs.append(100 * out.metrics["test_acc"])
             rows.append([depth, scheme, mean_std(accs, 2), f"{statistics.mean(flat_f):.1f}", f"{statistics.mean(flat_b):.1f}",
-                         " ".join(f"{v:.1e}" for v in prof["forward"])])
+                         " ".join(f"{v:.1e}" for v in fwd)])
     return markdown(["depth", "init", "acc %", "fwd var max/min", "bwd var max/min", "fwd var per layer (last seed)"], rows)
 
 

@@ -74,7 +74,7 @@ class Harness:
         from pipelines.forecast import ForecastJob
 
         self.job = ForecastJob()
-        self.holdout, _ = self.job.build(self.job.resolve({"model": {"name": "rlinear"},
+        self.holdout = self.job.data(self.job.resolve({"model": {"name": "rlinear"},
                                                            "data": {"data": str(self.data)}}))
         self.scores: dict[str, float] = {}
 

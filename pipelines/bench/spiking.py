@@ -17,58 +17,44 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.callbacks import ModelCheckpoint
 
-from apps.spiking.data import SpikeData, fsdd_files
+from apps.spiking.data import fsdd_files
 from apps.spiking.delays import DelayedLinear
 from apps.spiking.encode import FILTERBANKS, GAINS
-from apps.spiking.models import DelaySNN, count_parameters
-from apps.spiking.task import SpikeClassifier
 from core.datadir import DataError, data_dir
-from pipelines.bench.sections import add_common, check_sections, interleaved_ms, parse_quick, quiet, run_sections
+from pipelines.bench.sections import (add_common, check_sections, interleaved_ms, job_data, parse_quick, quiet,
+                                      run_sections, train)
+from pipelines.spiking import SpikingJob
 from pipelines.bench.table import markdown, mean_std
 from pipelines.runner import set_threads
 
 SECTIONS = ("synthetic", "encoders", "delay_range", "fsdd", "speed")
 VARIANTS = ("none", "random", "learned")
 SYNTHETIC_MODEL = {"hidden": 48, "max_delay": 16}
-SYNTHETIC_OPTIM = {"lr": 2e-3}  # on validation (hidden 24, seed 0): 1e-3 58.6, 2e-3 77.4, 5e-3 60.6 %
+SYNTHETIC_OPTIM = {"lr": 2e-3, "lr_positions": None}  # positions at 100 x lr  # on validation (hidden 24, seed 0): 1e-3 58.6, 2e-3 77.4, 5e-3 60.6 %
 
 
-def train_once(dm, seed: int, epochs: int, optim: dict | None = None, **model_kw) -> dict:
-    """One training; the test is of the epoch with the best validation accuracy (integer delays, as tested).
-    -> {test, val (%), params, s_per_epoch, best_epoch}."""
-    pl.seed_everything(seed, verbose=False)
-    model = DelaySNN(dm.channels, dm.num_classes, **model_kw)
-    task = SpikeClassifier(model, **(optim or {}))
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = ModelCheckpoint(dirpath=tmp, monitor="val_acc", mode="max", save_top_k=1)
-        tr = pl.Trainer(max_epochs=epochs, logger=False, callbacks=[ckpt], enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp)
-        t = time.time()
-        tr.fit(task, datamodule=dm)
-        sec = (time.time() - t) / epochs
-        test = tr.test(task, datamodule=dm, ckpt_path=ckpt.best_model_path, verbose=False)[0]["test_acc"]
-        best_epoch = int(Path(ckpt.best_model_path).stem.split("epoch=")[1].split("-")[0])
-    return {"test": 100 * test, "val": 100 * float(ckpt.best_model_score), "params": count_parameters(model),
-            "s_per_epoch": sec, "best_epoch": best_epoch}
+def train_once(dm, data: dict, seed: int, epochs: int, optim: dict | None = None, **model_kw) -> dict:
+    """The job's training on data module ``dm`` (made from ``data``); the test is of the epoch with the best
+    validation accuracy (integer delays, as tested). -> {test, val (%), params, s_per_epoch, best_epoch}."""
+    out = train(SpikingJob(), {"seed": seed, "data": data, "model": model_kw, "optim": optim or {},
+                               "trainer": {"max_epochs": epochs, "num_sanity_val_steps": 0}}, dm=dm)
+    params = {k[len("params_"):]: int(v) for k, v in out.steps.items() if k.startswith("params_")}
+    return {"test": 100 * out.metrics["test_acc"], "val": 100 * out.val, "params": params,
+            "s_per_epoch": out.fit_seconds / epochs, "best_epoch": out.best_epoch}
 
 
-def _runs(label: str, dm: SpikeData, seeds, epochs: int, variants=VARIANTS, optim: dict | None = None,
+def _runs(label: str, data: dict, seeds, epochs: int, variants=VARIANTS, optim: dict | None = None,
           **model_kw) -> dict:
-    """variant -> [train_once(...) per seed]."""
-    dm.setup()
+    """variant -> [train_once(...) per seed], every training on the same data module."""
+    dm = job_data(SpikingJob(), {"seed": 0, "data": data})  # data seed 0 (validation split, synthetic task)
     out = {v: [] for v in variants}
     for v in variants:
         for seed in seeds:
-            r = train_once(dm, seed, epochs, optim, delays=v, **model_kw)
+            r = train_once(dm, data, seed, epochs, optim, delays=v, **model_kw)
             out[v].append(r)
             print(f"  {label} {v} seed {seed}: val {r['val']:.1f}% test {r['test']:.1f}% (epoch {r['best_epoch']}, "
                   f"{r['s_per_epoch']:.1f} s/epoch)", flush=True)
@@ -92,9 +78,10 @@ def _optim(a) -> dict:
     return {"lr_positions": a.lr_positions}
 
 
-def _fsdd(a, split: str, filterbank: str | None = None) -> SpikeData:
-    return SpikeData("fsdd", split=split, batch_size=64, val_recordings=a.val_recordings,
-                     encoder={"filterbank": filterbank} if filterbank else None)
+def _fsdd(a, split: str, filterbank: str | None = None) -> dict:
+    """The data options of FSDD on ``split``."""
+    return {"source": "fsdd", "split": split, "batch_size": 64, "val_recordings": a.val_recordings,
+            **({"encoder": {"filterbank": filterbank}} if filterbank else {})}
 
 
 def _loso(a) -> list[list]:
@@ -120,8 +107,8 @@ def _loso(a) -> list[list]:
 
 
 def synthetic(a) -> str:
-    dm = SpikeData("synthetic", batch_size=64)
-    runs = _runs("burst order", dm, a.seeds, a.synthetic_epochs, optim=SYNTHETIC_OPTIM, **SYNTHETIC_MODEL)
+    runs = _runs("burst order", {"source": "synthetic", "batch_size": 64}, a.seeds, a.synthetic_epochs,
+                 optim=SYNTHETIC_OPTIM, **SYNTHETIC_MODEL)
     return markdown(HEAD, [_row("burst-order task (6 classes, chance 16.7)", v, runs[v], str(len(a.seeds)))
                            for v in VARIANTS])
 
@@ -244,7 +231,7 @@ def main(argv: list[str]) -> int:
     if {"fsdd", "encoders", "delay_range"} & set(a.sections):
         try:
             for s in a.splits:  # fail fast (a bad split or --val-recordings; fill the spike cache) before training
-                _fsdd(a, "official" if s == "loso" else s).setup()
+                job_data(SpikingJob(), {"seed": 0, "data": _fsdd(a, "official" if s == "loso" else s)})
         except DataError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -25,51 +25,45 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import pytorch_lightning as pl
-
-from apps.traffic.baseline import gbm_scores
-from apps.traffic.data import TrafficData, resolve_captures
+from apps.traffic.data import resolve_captures
 from apps.traffic.features import SHORTCUTS
 from apps.traffic.flows import read_capture
-from apps.traffic.models import build_model
 from apps.traffic.pcap import CaptureStats, read_packets, sniff
-from apps.traffic.task import FlowClassifier, class_weights, pretrain
 from core.datadir import DataError, data_dir
-from pipelines.bench.sections import add_common, bench_main, check_sections, parse_quick
+from pipelines.bench.sections import add_common, bench_main, check_sections, job_data, parse_quick, train
+from pipelines.traffic import TrafficJob
 from pipelines.bench.table import markdown, mean_std
 
 SECTIONS = ("folds", "shortcuts", "leaky", "labels", "captures", "parse")
 
 
-def _train(dm: TrafficData, pretrain_epochs: int, epochs: int, seed: int) -> dict:
-    pl.seed_everything(seed, verbose=False)
-    model = build_model("netfound", len(dm.class_names), bursts=dm.bursts, burst_packets=dm.burst_packets,
-                        payload_bytes=dm.payload_bytes)
-    if pretrain_epochs:
-        pretrain(model, dm.tokens_of(dm.pretrain_flows()), pretrain_epochs, seed=seed)
-    task = FlowClassifier(model, class_weights(dm.sets["train"]["y"], len(dm.class_names)), dm.level)
-    with tempfile.TemporaryDirectory() as d:
-        ckpt = pl.callbacks.ModelCheckpoint(monitor="val_loss", mode="min", save_top_k=1, dirpath=d)
-        tr = pl.Trainer(max_epochs=epochs, logger=False, callbacks=[ckpt], enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=d)
-        tr.fit(task, datamodule=dm)
-        m = tr.test(task, datamodule=dm, ckpt_path="best", verbose=False)[0]
-    return {"macro_f1": m["test_macro_f1"], "acc": m["test_acc"]}
+def _train(a, dm, data: dict, pretrain_epochs: int, seed: int, reference: bool = False):
+    """The job's training (masked pretraining for ``pretrain_epochs``, then fine-tuning; the best validation epoch
+    tested, ``--epochs`` at most, no early stopping) on data module ``dm`` -> its Outcome."""
+    return train(a.job, {"seed": seed, "data": data, "model": {"pretrain_epochs": pretrain_epochs},
+                         "trainer": {"max_epochs": a.epochs, "patience": 0}}, dm=dm, reference=reference)
+
+
+def _scores(m: dict, prefix: str = "test_") -> dict:
+    return {"macro_f1": m[f"{prefix}macro_f1"], "acc": m[f"{prefix}acc"]}
 
 
 def _methods(a, pretrained: bool = True, **data_kw) -> dict[str, list[dict]]:
-    """method -> one score dict per fold (seed-averaged)."""
+    """method -> one score dict per fold (seed-averaged); the GBM is the job's reference on the same test flows."""
     out: dict[str, list[dict]] = {"GBM (flow statistics)": [], "netFound, scratch": []}
     if pretrained:
         out["netFound, pretrained"] = []
     for k in a.folds:
-        dm = TrafficData(**{**data_kw, "split": f"{data_kw.get('split', 'group')}:{k}"})
-        dm.setup()
-        g = gbm_scores(dm)
-        out["GBM (flow statistics)"].append({"macro_f1": g["gbm_macro_f1"], "acc": g["gbm_acc"]})
+        data = {**data_kw, "split": f"{data_kw.get('split', 'group')}:{k}"}
+        dm = job_data(a.job, {"data": data})
+        gbm = None
         for name, pre in (("netFound, scratch", 0), ("netFound, pretrained", a.pretrain_epochs))[:len(out) - 1]:
-            runs = [_train(dm, pre, a.epochs, s) for s in a.seeds]
-            out[name].append({m: statistics.mean(r[m] for r in runs) for m in ("macro_f1", "acc")})
+            runs = []
+            for seed in a.seeds:
+                runs.append(_train(a, dm, data, pre, seed, reference=gbm is None))
+                gbm = gbm or runs[-1].reference
+            out[name].append({m: statistics.mean(_scores(r.metrics)[m] for r in runs) for m in ("macro_f1", "acc")})
+        out["GBM (flow statistics)"].append(_scores(gbm, "gbm_"))
         print(f"fold {k} {data_kw}: " + ", ".join(f"{n} {v[-1]['macro_f1']:.3f}" for n, v in out.items()),
               flush=True)
     return out
@@ -245,6 +239,7 @@ def parse_args(argv):
     a = parse_quick(ap, argv, folds=ap.get_default("folds")[:2], seeds=ap.get_default("seeds")[:1], epochs=3,
                     pretrain_epochs=1, reps=1)
     a.cache = {}
+    a.job = TrafficJob(cache={})  # the captures are read once per process, for every fold and control
     return check_sections(ap, a, SECTIONS)
 
 

@@ -37,7 +37,7 @@ def test_forecast_bench_quick_has_parent_and_child_runs():
     parent = [r for r in runs if r.info.run_name == "bench-forecast-quick"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
     assert len(parent) == 1 and len(children) == 1 and "test_mse" in children[0].data.metrics
-    assert "bench_forecast.md" in {a.path for a in c.list_artifacts(parent[0].info.run_id)}
+    assert "bench_forecast_published.md" in {a.path for a in c.list_artifacts(parent[0].info.run_id)}
 
 
 def test_forecast_bench_resume_keeps_finished_trainings_and_retrains_the_rest(bench_cli):

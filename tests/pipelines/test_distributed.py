@@ -36,6 +36,6 @@ def test_ddp_two_processes_make_one_run_with_metrics_logged_once_and_a_loadable_
     assert len(out) == 96 and out.drop(columns="date").notna().all().all()
     # the logged test MSE covers every test window once (a DistributedSampler would split and pad them)
     job = ForecastJob()
-    dm, _ = job.build(job.resolve({"model": {"name": "rlinear"}}))
+    dm = job.data(job.resolve({"model": {"name": "rlinear"}}))
     whole = job.score(mlflow.pyfunc.load_model("models:/forecast@champion").unwrap_python_model().predictor, dm)
     assert run.data.metrics["test_mse"] == pytest.approx(whole, rel=1e-4)

@@ -27,7 +27,7 @@ def test_default_gcn_run_logs_registers_and_predicts():
     c = MlflowClient(tracking.tracking_uri())
     r = c.get_run(res.run_id)
     assert r.info.status == "FINISHED" and r.data.params["data.nodes"] == "2708"
-    assert r.data.params["data.train_nodes"] == "140" and "init.var_layer0" in r.data.params
+    assert r.data.params["data.train_nodes"] == "140" and "init_forward_var_0" in r.data.metrics  # the init step
     assert len(c.get_metric_history(res.run_id, "val_acc")) == 30  # logged once per epoch, once
     mv = c.get_model_version_by_alias("graph", "champion")
     assert str(mv.version) == res.version == "1"

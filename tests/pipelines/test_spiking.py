@@ -23,7 +23,7 @@ def test_default_run_logs_registers_and_predicts_from_wavs(data_root):
     c = MlflowClient(tracking.tracking_uri())
     r = c.get_run(res.run_id)
     assert r.info.status == "FINISHED" and r.data.params["data.files"] == "3000"
-    assert r.data.params["model.params_positions"] == str(128 * 32 + 32 * 32 + 32 * 10)
+    assert r.data.metrics["params_positions"] == 128 * 32 + 32 * 32 + 32 * 10  # the model size, with the steps
     assert "test_acc" in res.metrics and "sigma" in r.data.metrics
     assert str(c.get_model_version_by_alias("spiking", "champion").version) == res.version
     rec = data_root / "audio" / "fsdd" / "recordings"

@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from apps.ais.data import AISData, dead_reckoning, vessel_fold
-from apps.ais.metrics import haversine, position_errors, rpd, to_local, from_local
-from apps.ais.task import baselines, from_east_north, to_east_north
+from apps.ais.baselines import baselines, dead_reckoning
+from apps.ais.data import AISData, vessel_fold
+from apps.ais.geodesy import from_east_north, from_local, haversine, to_east_north, to_local
+from apps.ais.metrics import position_errors, rpd
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +110,8 @@ def _turning_track(mmsi: int, side: float):
 
 def test_a_mirrored_window_is_the_window_of_the_mirrored_track():
     """mirrored() (the training augmentation) of a starboard turn equals the windows of the same turn to port."""
-    from apps.ais.data import make_windows, mirrored, to_track_frame
+    from apps.ais.data import make_windows, mirrored
+    from apps.ais.geodesy import to_track_frame
 
     w = {}
     for side in (1.0, -1.0):

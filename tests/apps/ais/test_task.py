@@ -52,9 +52,8 @@ def test_streamed_members_each_train_on_their_own_chunk_of_the_batch():
     x = torch.randn(6, 6, 5)
     out = ens.member_outputs(x, streams=True)
     torch.testing.assert_close(out, torch.stack([ens.members[0](x[:3]), ens.members[1](x[3:])]))
-    task = TrackForecaster(ens, (30, 60, 120))
+    task = TrackForecaster(ens, (30, 60, 120), streams=True)
     task.log = lambda *a, **k: None
-    task._trainer = type("T", (), {"datamodule": type("D", (), {"streams": 2})()})()
     batch = (x, torch.randn(6, 3, 2), torch.randn(6, 3, 2) * 50, torch.rand(6) * 360, torch.arange(6))
     loss = task.training_step(batch, 0)
     alone = []

@@ -45,6 +45,9 @@ NOT_APPLICABLE = {"spiking": "no FFN to swap: every layer is a delayed spiking s
                              "neurons) and the readout integrates membrane potentials; a real-valued FFN there would "
                              "be another model, not the same one with its FFN swapped"}
 APPS = tuple(BUDGETS) + tuple(NOT_APPLICABLE)
+# what a cell's training depends on (with pipelines/<app>.py): a change here retrains on --resume, one elsewhere not
+TRAINING_CODE = ("core", "apps", "pipelines/runner.py", "pipelines/options.py", "pipelines/config.py",
+                 "pipelines/callbacks.py", "pipelines/bench/domains.py")
 
 
 def jobs() -> dict:
@@ -123,7 +126,7 @@ def domains(a) -> str:
         variants = {"mlp": {}, **variants}  # the step-time reference
     apps = [x for x in a.apps if x in BUDGETS]
     budgets = {x: (QUICK if a.quick else {k: v[0] for k, v in BUDGETS.items()})[x] for x in apps}
-    code = code_hash()
+    code = code_hash(TRAINING_CODE + tuple(f"pipelines/{x}.py" for x in apps))
     keys = {(x, v, s): _key(x, v, variants[v], budgets[x], s, code) for x in apps for v in variants for s in a.domain_seeds}
     done = _finished(set(keys.values())) if a.resume else {}
     if a.resume:

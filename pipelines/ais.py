@@ -15,7 +15,7 @@ import pandas as pd
 
 from apps.ais.data import FEATURES, AISData
 from apps.ais.models import MODELS, build_model, model_class
-from apps.ais.plots import tracks_figure
+from apps.ais.plots import error_by_horizon_figure, tracks_figure
 from apps.ais.predict import TrackPredictor
 from apps.ais.task import KeepBestMembers, TrackForecaster, score_windows
 from pipelines.options import Param, Section, ffn_choices, ffn_section
@@ -88,7 +88,8 @@ class AISJob(Job):
     def figures(self, outcome) -> dict:
         dm = outcome.datamodule
         return {"tracks_test.png": tracks_figure(dm.tracks, dm.sets["test"], outcome.predictions["test"].in_order(),
-                                                 dm.horizons)}
+                                                 dm.horizons),
+                "error_by_horizon.png": error_by_horizon_figure(outcome.metrics, dm.horizons)}
 
     score_name = "test_mean_m"
 

@@ -19,6 +19,7 @@ import torch
 
 from apps.audio.data import AudioQA
 from apps.audio.models import CONNECTORS, INTEGRATIONS, AudioLM
+from apps.audio.plots import accuracy_by_type_figure
 from apps.audio.predict import AudioQAPredictor
 from apps.audio.questions import TYPES
 from apps.audio.task import AudioQATask, answer_mask, macro_by_type, set_stage
@@ -88,6 +89,11 @@ class AudioJob(Job):
 
     def data_params(self, dm) -> dict:
         return {f"data.{k}": v for k, v in dm.fingerprint().items()}
+
+    def figures(self, outcome) -> dict:
+        m, c = outcome.config["model"], outcome.config["data"]
+        title = f"{m['integration']} (start {m.get('start', 0)}) on {'+'.join(c['encoders'])}, {c['split']}"
+        return {"accuracy_by_type.png": accuracy_by_type_figure(outcome.metrics, title)}
 
     score_name = "test_error"
 

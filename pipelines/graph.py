@@ -33,12 +33,11 @@ FORWARD_PRESET = {"model": {"hidden": 128}, "optim": {"lr": 1e-3, "weight_decay"
 
 class GraphJob(Job):
     app = "graph"
-    monitor = ("val_acc", "max")  # test at the epoch of best validation accuracy (Kipf & Welling, ForwardGNN)
     defaults = {
         "data": {"dataset": "Cora", "split": "public", "normalize_features": True},
         "model": {"name": "gcn", "hidden": 16, "layers": 2, "dropout": 0.5, "init": "default"},
         "optim": {"lr": 0.01, "weight_decay": 5e-4},
-        "task": {"method": "bp", "epochs_per_layer": 1000, "patience": 100},
+        "task": {"method": "bp", "select": "val_loss", "epochs_per_layer": 1000, "patience": 100},
         "trainer": {"max_epochs": 200, "patience": 0, "log_every_n_steps": 1},
     }
     shortcuts = {"model": "model.name", "data": "data.dataset", "split": "data.split", "method": "task.method",
@@ -63,6 +62,8 @@ class GraphJob(Job):
         method = cfg["task"]["method"]
         task_params = (
             Param("method", str, "bp", "bp: backpropagation; sf: ForwardGNN single-forward", tuple(METHODS)),
+            Param("select", str, "val_loss", "the tested epoch: lowest validation loss (Kipf & Welling) or highest "
+                  "validation accuracy (ForwardGNN; sf always)", ("val_loss", "val_acc")),
             Param("epochs_per_layer", int, 1000, "sf: epochs each layer trains"),
             Param("patience", int, 100, "sf: a layer stops after this many epochs without a better val acc"))
         layerwise = ("in_channels", "num_classes", "hidden", "layers", "lr", "weight_decay", "epochs", "patience")
@@ -77,6 +78,11 @@ class GraphJob(Job):
             "task": Section(METHODS[method], skip=layerwise, extra=task_params) if METHODS.get(method)
             else Section(extra=task_params, help="training method"),
         }
+
+    def monitor_of(self, cfg: dict) -> tuple[str, str]:
+        if cfg["task"]["method"] != "bp" or cfg["task"].get("select") == "val_acc":
+            return "val_acc", "max"
+        return "val_loss", "min"
 
     def data(self, cfg: dict):
         dm = GraphData(seed=cfg["seed"], **cfg["data"])
@@ -93,7 +99,7 @@ class GraphJob(Job):
             raise ConfigError("task.method sf trains GCN layers; set model.name gcn")
         cls = METHODS[method]
         kw = {k: v for k, v in m.items() if k in ("hidden", "layers")}
-        extra = {k: v for k, v in t.items() if k not in ("method", "epochs_per_layer")}
+        extra = {k: v for k, v in t.items() if k not in ("method", "epochs_per_layer", "select")}
         return cls(dm.num_features, dm.num_classes, epochs=t["epochs_per_layer"], **kw, **cfg["optim"], **extra)
 
     def steps(self, dm, task, cfg: dict) -> dict[str, float]:

@@ -76,20 +76,28 @@ _ARG_LINE = re.compile(r"^\s+(\w+)(?:\s*\([^)]*\))?:\s+(.*\S)\s*$")
 
 
 def docstring_args(obj) -> dict[str, str]:
-    """``name -> first line`` from the ``Args:`` block of a docstring (Google style)."""
+    """``name -> description`` from the ``Args:`` block of a docstring (Google style): the argument's line and its
+    continuation lines (indented deeper), up to the next argument or a blank line."""
     doc = inspect.getdoc(obj) or ""
-    out, inside = {}, False
+    out, inside, current = {}, False, None
     for line in doc.splitlines():
         if line.strip() in ("Args:", "Arguments:", "Parameters:"):
-            inside = True
+            inside, current = True, None
             continue
-        if inside:
-            if line and not line.startswith(" "):
-                inside = False
-                continue
-            m = _ARG_LINE.match(line)
-            if m and m.group(1) not in out and not line.startswith("        "):
-                out[m.group(1)] = m.group(2)
+        if not inside:
+            continue
+        if line and not line.startswith(" "):
+            inside, current = False, None
+            continue
+        m = _ARG_LINE.match(line)
+        if m and not line.startswith("        "):
+            current = m.group(1) if m.group(1) not in out else None
+            if current:
+                out[current] = m.group(2)
+        elif current and line.startswith("        ") and line.strip():
+            out[current] += " " + line.strip()
+        else:
+            current = None
     return out
 
 

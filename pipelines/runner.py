@@ -12,6 +12,9 @@ test set with repeated windows, then logs and registers. The other ranks return 
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import re
 import socket
@@ -47,7 +50,7 @@ RUNNER_DEFAULTS = {
     "seed": 2023,
     "threads": None,  # None: $FFN_THREADS, else all cores
     "resume": None,  # "last" or a run id: continue that run from its last checkpoint
-    "trainer": {"max_epochs": 10, "patience": 3, "enable_progress_bar": True},
+    "trainer": {"max_epochs": 10, "patience": 3, "enable_progress_bar": True, "enable_model_summary": False},
     "callbacks": {},  # name -> options, from pipelines.callbacks.CALLBACKS
     "mlflow": {"experiment": None, "model_name": None, "register": True, "run_name": None, "tags": {}},
 }
@@ -61,6 +64,10 @@ class Job:
     shortcuts: dict[str, str] = {}
     requirements: tuple[str, ...] = ()  # packages the logged model needs beyond torch / pandas / mlflow
     monitor: tuple[str, str] = ("val_loss", "min")  # the validation metric that picks the checkpoint (and stops)
+
+    def monitor_of(self, cfg: dict) -> tuple[str, str]:
+        """(metric, mode) that picks the tested checkpoint for this config (default: ``monitor``)."""
+        return self.monitor
 
     def resolve(self, user: dict) -> dict:
         """Defaults (+ presets) merged under the user's config."""
@@ -131,7 +138,8 @@ class Job:
     def usage(self, cfg: dict) -> str:
         short = "\n".join(f"  --{k:<10} sets --{v}" for k, v in self.shortcuts.items())
         return (f"usage: python -m pipelines.{self.app} [--config file.yaml ...] [--section.key value ...] "
-                f"[--print_config] [--help]\n\n"
+                f"[--print_config] [-v] [--help]\n\n"
+                f"-v, --verbose: keep the libraries' own console messages (Lightning, MLflow).\n"
                 f"Options below are for the configuration these arguments resolve to (defaults < paper preset < "
                 f"YAML < command line);\nadd --model NAME etc. before --help to see another model's options.\n\n"
                 f"shortcuts:\n{short}\n\n" + describe({"": RUNNER_SECTION, **all_sections(self, cfg)}, cfg))
@@ -255,7 +263,7 @@ def _quiet_trainer_kw() -> dict:
 def _trainer(job: Job, cfg: dict, logger, ckpt_dir, extra_callbacks=()) -> pl.Trainer:
     tcfg = dict(cfg["trainer"])
     patience = tcfg.pop("patience", 3)
-    metric, mode = job.monitor
+    metric, mode = job.monitor_of(cfg)
     callbacks = [ModelCheckpoint(dirpath=ckpt_dir, monitor=metric, mode=mode, save_top_k=1, save_last=True,
                                  filename="best-{epoch}")]
     if patience:
@@ -459,7 +467,9 @@ def _log_and_register(job, outcome: Outcome, run_id, client, data_params: dict) 
             name = mcfg["model_name"] or job.app
             tags = {"run_id": run_id, **{k: f"{v:.6g}" for k, v in outcome.scores.items()},
                     **{k: str(v)[:500] for k, v in data_params.items()}}
-            mv = mlflow.register_model(info.model_uri, name, tags=tags)
+            with contextlib.redirect_stderr(io.StringIO()) as said:  # MLflow prints "Successfully registered ..."
+                mv = mlflow.register_model(info.model_uri, name, tags=tags)
+            logging.getLogger(__name__).info(said.getvalue().strip())
             result.version = str(mv.version)
             try:
                 client.get_model_version_by_alias(name, "champion")
@@ -495,27 +505,40 @@ def cli_call(fn, note: str = "", interrupted: str = "", codes: dict | None = Non
         return 1, None
 
 
+def quiet_libraries() -> None:
+    """Silence library chatter on the console: Lightning's tips and device lines, MLflow's store-creation and
+    model-logging notes (the CloudPickle note: we pickle a predictor on purpose). Warnings and errors still show."""
+    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric", "mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("mlflow.pyfunc", "pytorch_lightning.loggers.mlflow", "lightning.pytorch.loggers.mlflow"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # "creating experiment ...": the result line says where
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*The number of training batches.*")
+
+
 def main(job: Job, argv: list[str] | None = None) -> int:
-    """CLI wrapper: one clear line and exit 2 for bad input or config, traceback and exit 1 otherwise."""
+    """CLI wrapper: one clear line and exit 2 for bad input or config, traceback and exit 1 otherwise; the result
+    line is the last thing printed. ``-v`` / ``--verbose`` keeps the libraries' own messages."""
     argv = sys.argv[1:] if argv is None else argv
     wants_help = any(a in ("-h", "--help") for a in argv)
     if wants_help or "--print_config" in argv:  # the resolved, checked config of these arguments; nothing runs
-        rest = [a for a in argv if a not in ("-h", "--help", "--print_config")]
+        rest = [a for a in argv if a not in ("-h", "--help", "--print_config", "-v", "--verbose")]
         code, cfg = cli_call(lambda: resolved_config(job, rest))
         if code:
             return code
         print(job.usage(cfg) if wants_help else yaml.safe_dump(cfg, sort_keys=False), end="")
         return 0
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*The number of training batches.*")
+    if not {"-v", "--verbose"} & set(argv):
+        quiet_libraries()
+    argv = [a for a in argv if a not in ("-v", "--verbose")]
     code, result = cli_call(lambda: run(job, argv),
                             interrupted="the MLflow run is marked FAILED and nothing was registered")
     if code:
         return code
     if not result.run_id:  # a non-zero rank of a multi-process training: rank 0 reports
         return 0
-    print(job.report(result.metrics, result.config))
     where = f"registered as {result.config['mlflow']['model_name'] or job.app} v{result.version}" if result.version \
         else "not registered"
     print(f"MLflow run {result.run_id} ({tracking.tracking_uri()}); model {result.model_uri}, {where}")
+    print(job.report(result.metrics, result.config))
     return 0

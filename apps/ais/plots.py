@@ -41,3 +41,19 @@ def tracks_figure(tracks, s: dict, pred: np.ndarray, horizons, n: int = 6):
     fig.suptitle("test windows with the largest dead-reckoning error at the last horizon", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def error_by_horizon_figure(metrics: dict, horizons):
+    """Mean haversine error (m) per horizon of the model and the physical baselines on the same test windows."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.6), dpi=110)
+    for name, label, style in (("test", "model", "o-"), ("dr", "dead reckoning", "s--"),
+                               ("turn", "damped turn", "^:"), ("cv", "constant velocity", "x:")):
+        vals = [metrics.get(f"{name}_mean_m_{h}s") for h in horizons]
+        if all(v is not None for v in vals):
+            ax.plot(list(horizons), vals, style, label=label)
+    ax.set_xlabel("horizon (s)")
+    ax.set_ylabel("mean error (m, haversine)")
+    ax.set_title("test error by horizon")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -149,8 +149,11 @@ class AudioLM(nn.Module):
         integration: plits, lal, pal or xattn (see the module docstring).
         start: first layer that sees the audio (0: all; > 0: delayed integration).
         connector: mlp or resampler.
-        dim, depth, heads: the LM's width, layers and attention heads.
-        ffn: the FFN of every block (core.ffn registry); ffn_kw: its options.
+        dim: the LM's width.
+        depth: the LM's layers (blocks).
+        heads: attention heads per layer.
+        ffn: the FFN of every block (core.ffn registry).
+        ffn_kw: the FFN variant's own options.
         stride: frames stacked per token by the MLP connector.
         latents: tokens of a resampler connector.
         summary: PAL's summary tokens per encoder (a resampler, by PLITS).

@@ -19,7 +19,7 @@ def _bench(capsys, *args):
 
 
 def test_report_renders_the_newest_complete_run_with_its_provenance_and_skips_quick_ones(capsys, tmp_path):
-    from pipelines.report import main as report
+    from pipelines.report.__main__ import main as report
 
     out = tmp_path / "results"
     assert in_process(capsys, report, ["--areas", "graph", "--out", str(out)])[0] == 0

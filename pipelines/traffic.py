@@ -35,8 +35,6 @@ class TrafficJob(Job):
         "optim": {"lr": 1e-3, "weight_decay": 0.01},
         "trainer": {"max_epochs": 20, "patience": 8},
     }
-    predict_splits = ("test",)
-
     def __init__(self, cache: dict | None = None):
         self.cache = cache  # flows read, kept across trainings by whoever owns this job (a benchmark)
 

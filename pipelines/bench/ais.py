@@ -27,8 +27,8 @@ from apps.ais.clean import clean
 from apps.ais.data import resolve_paths
 from apps.ais.models import WIDE
 from apps.ais.nmea import read
-from apps.ais.task import score_windows
 from pipelines.ais import AISJob
+from pipelines.runner import Predictions
 from pipelines.bench.sections import add_common, bench_main, check_sections, job_data, parse_quick, train
 from pipelines.bench.table import markdown, mean_std
 
@@ -66,17 +66,11 @@ def _train(a, dm, data: dict, name: str, seed: int) -> tuple[dict, dict]:
     return out.metrics, {k: p.in_order() for k, p in out.predictions.items()}
 
 
-def _val_error(dm, pred: np.ndarray) -> float:
-    """Mean distance (m, local frame, as ``val_loss``) of displacements ``pred`` [W, H, 2] on the validation set."""
-    return float(np.linalg.norm(pred - dm.sets["val"]["true_en"], axis=-1).mean())
-
-
 def _ensemble(dm, preds: list[dict]) -> dict:
-    """Metrics of the mean of several models' displacement predictions (a deep ensemble over seeds), scored like
-    one model: test metrics on the same windows, ``val_mean_m`` as in validation (local-frame metres)."""
+    """Metrics of the mean of several models' displacement predictions (a deep ensemble over seeds), scored as the
+    job scores one model (``AISJob.evaluate``: test metrics on the same windows, ``val_mean_m``)."""
     mean = {k: np.mean([p[k] for p in preds], axis=0) for k in ("val", "test")}
-    return {**score_windows(mean["test"], dm.sets["test"], dm.horizons, turn_tau=dm.turn_tau),
-            "val_mean_m": _val_error(dm, mean["val"])}
+    return AISJob().evaluate(dm, {k: Predictions(np.arange(len(v)), v) for k, v in mean.items()}, {})
 
 
 def _fold_runs(a, lookback: int, history: int) -> tuple[dict, list]:

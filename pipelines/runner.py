@@ -448,6 +448,9 @@ def _log_and_register(job, outcome: Outcome, run_id, client, data_params: dict) 
     cfg, mcfg = outcome.config, outcome.config["mlflow"]
     predictor = job.predictor(outcome.task, outcome.datamodule, cfg)
     example = job.input_example(outcome.datamodule)
+    # MLflow's fluent API refuses a run outside its active experiment (left set by, e.g., a bench earlier in this
+    # process): the run's own experiment becomes the active one
+    mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
     with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
         for k, v in {**outcome.metrics, **outcome.reference, **outcome.steps}.items():
             mlflow.log_metric(k, v)  # the logger has the per-epoch metrics; these are the outcome's, once

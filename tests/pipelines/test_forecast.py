@@ -252,3 +252,13 @@ def test_default_job_runs_offline_on_a_fresh_clone(tmp_path):
     assert "s_mamba on ETTh1 (L=96, H=96, M)" in res.stdout
     (r,) = _runs()
     assert r.data.params["data.data_file"].endswith("apps/forecast/datasets/ETTh1.csv")
+
+
+def test_a_run_logs_into_its_own_experiment_whatever_experiment_is_active():
+    """A bench earlier in the process leaves MLflow's active experiment at "bench"; a job run after it must still log
+    and register in its own experiment (MLflow refuses to reopen a run outside the active experiment)."""
+    tracking.activate()
+    tracking.use_experiment("bench")
+    res = run(ForecastJob(), ["--model", "rlinear", *FAST, "--trainer.limit_test_batches", "2"])
+    (r,) = _runs()
+    assert r.info.run_id == res.run_id and "test_mse" in r.data.metrics and res.version == "1"

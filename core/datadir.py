@@ -76,7 +76,7 @@ def fsdd_files(folder: Path) -> list[tuple[Path, int, str, int]]:
     naming, read by the spiking and the audio apps); a name outside the pattern is an error."""
     if not folder.is_dir():
         raise DataError(f"{folder}: FSDD recordings folder not found (expected {{digit}}_{{speaker}}_{{index}}.wav "
-                        f"files; see ../shared/data/audio/fsdd/SOURCES.md)")
+                        f"files; `python -m pipelines.data get audio` fetches them)")
     out = []
     for p in sorted(folder.glob("*.wav")):
         m = FSDD_NAME.match(p.name)

@@ -45,7 +45,8 @@ def resolve_paths(path: str | None) -> list[Path]:
     if path is None:
         p = data_dir() / DEFAULT_LOG
         if not p.is_file():
-            raise DataError(f"{p}: the default AIS log is missing; set FFN_DATA_DIR or --data.path")
+            raise DataError(f"{p}: the default AIS log is missing: `python -m pipelines.data get ais` fetches it; "
+                            "or set FFN_DATA_DIR or --data.path")
         return [p]
     p = Path(path).expanduser()
     if p.is_dir():

@@ -56,8 +56,8 @@ def _offline(cls: type) -> type:
         missing = [f for f in self.raw_file_names if not (Path(self.raw_dir) / f).exists()]
         src = Path(self.raw_dir).relative_to(cache_dir()) if Path(self.raw_dir).is_relative_to(cache_dir()) else None
         where = data_dir() / src if src else Path(self.raw_dir)
-        raise DataError(f"{where}: dataset files missing: {', '.join(missing) or self.raw_file_names}. Put PyG's raw "
-                        f"files there (see ../shared/data/graph/SOURCES.md) or set FFN_DATA_DIR; nothing is downloaded.")
+        raise DataError(f"{where}: dataset files missing: {', '.join(missing) or self.raw_file_names}. Fetch Cora's with "
+                        f"`python -m pipelines.data get graph`, put PyG's raw files there, or set FFN_DATA_DIR.")
 
     return type(cls.__name__, (cls,), {"download": download})
 

@@ -35,7 +35,8 @@ def resolve_captures(path: str | None) -> tuple[list[Path], Path]:
     if path is None:
         root = data_dir() / DEFAULT_CAPTURES
         if not root.is_dir():
-            raise DataError(f"{root}: nDPI's test captures are missing; set FFN_DATA_DIR or --data.path")
+            raise DataError(f"{root}: nDPI's test captures are missing: `python -m pipelines.data get traffic` fetches "
+                           "them; or set FFN_DATA_DIR or --data.path")
         path = str(root)
     p = Path(path).expanduser()
     if p.is_dir():

@@ -76,6 +76,18 @@ def parse_args(argv: list[str], shortcuts: dict[str, str]) -> dict:
     return deep_merge({}, *files, overrides)
 
 
+# options that say how a job runs, not what it computes: a run that changes only these is still the default job
+OPERATIONAL = ("threads", "seed", "resume", "trainer.enable_progress_bar", "trainer.enable_model_summary", "mlflow.",
+               "callbacks")
+
+
+def overrides(defaults: dict, cfg: dict) -> dict[str, str]:
+    """Flattened options where ``cfg`` differs from ``defaults`` (both resolved), operational ones left out:
+    ``{}`` means ``cfg`` is the default job."""
+    base = {k: str(v) for k, v in flatten(defaults).items()}
+    return {k: str(v) for k, v in flatten(cfg).items() if not k.startswith(OPERATIONAL) and base.get(k) != str(v)}
+
+
 def flatten(cfg: dict, prefix: str = "") -> dict[str, object]:
     out = {}
     for k, v in cfg.items():

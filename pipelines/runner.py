@@ -13,6 +13,7 @@ test set with repeated windows, then logs and registers. The other ranks return 
 from __future__ import annotations
 
 import contextlib
+import json
 import io
 import logging
 import os
@@ -41,7 +42,7 @@ from core.datadir import DataError
 from core.utils import deep_merge
 from pipelines import tracking
 from pipelines.callbacks import CALLBACKS
-from pipelines.config import ConfigError, flatten, parse_args
+from pipelines.config import ConfigError, flatten, overrides, parse_args
 from pipelines.figures import learning_curves, plt
 from pipelines.options import Param, Section, check, check_section, describe
 from pipelines.pyfunc import PredictorModel, requirements
@@ -397,10 +398,12 @@ def run(job: Job, argv: list[str] | None = None, cfg: dict | None = None) -> Res
     uri = tracking.activate()
     client = MlflowClient(uri)
     resume_id, resume_ckpt = _resume_point(job, experiment, cfg["resume"], client) if cfg["resume"] else (None, None)
-    logger = MLFlowLogger(experiment_name=experiment, tracking_uri=uri, run_name=mcfg["run_name"],
-                          artifact_location=tracking.artifact_location(experiment), log_model=False,
+    changed = json.dumps(overrides(job.resolve({}), cfg), sort_keys=True)
+    logger = MLFlowLogger(experiment_name=experiment, tracking_uri=uri, artifact_location=tracking.artifact_location(
+                              experiment), log_model=False, run_id=resume_id,
+                          run_name=mcfg["run_name"] or f"{job.app}-{time.strftime('%Y%m%d-%H%M%S')}",
                           tags={"app": job.app, "host": socket.gethostname(), "pid": str(os.getpid()),
-                                **mcfg["tags"]}, run_id=resume_id)
+                                "config.overrides": changed[:5000], **mcfg["tags"]})
     if rank_zero_only.rank != 0:  # another process of a multi-process training: train, leave MLflow to rank 0
         fit_test(job, cfg, built, logger, tracking.checkpoint_dir(job.app, f"rank{rank_zero_only.rank}"), resume_ckpt)
         return Result(run_id="")

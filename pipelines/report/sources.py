@@ -14,10 +14,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from pipelines.config import flatten
-
-IGNORED = ("threads", "seed", "resume", "trainer.enable_progress_bar", "trainer.enable_model_summary", "mlflow.",
-           "callbacks")
+from pipelines.config import OPERATIONAL, flatten
 
 
 @dataclass
@@ -58,14 +55,17 @@ def bench_tables(client: MlflowClient, area: str) -> list[Table]:
 
 
 def default_run(client: MlflowClient, job):
-    """The newest finished run of ``job``'s default configuration in its experiment, or None."""
+    """The newest finished run of ``job``'s default configuration in its experiment, or None. A run records the
+    options it changed (tag ``config.overrides``, ``{}`` for the default job); for a run older than that tag, its
+    logged parameters are compared with today's defaults (an option the run predates counts as its default)."""
     exp = client.get_experiment_by_name(job.app)
     if exp is None:
         return None
-    want = {k: str(v) for k, v in flatten(job.resolve({})).items() if not k.startswith(IGNORED)}
+    want = {k: str(v) for k, v in flatten(job.resolve({})).items() if not k.startswith(OPERATIONAL)}
     for r in client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'",
                                 order_by=["attributes.start_time DESC"]):
-        if all(r.data.params.get(k, v) == v for k, v in want.items()):  # an option the run predates: its default
+        tag = r.data.tags.get("config.overrides")
+        if tag == "{}" or (tag is None and all(r.data.params.get(k, v) == v for k, v in want.items())):
             return r
     return None
 

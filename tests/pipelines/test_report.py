@@ -59,3 +59,27 @@ def test_domains_section_runs_each_variant_through_the_apps_default_job_and_resu
     assert [ln for ln in again.stdout.splitlines() if "domains graph" in ln and "(kept)" in ln]
     cell = lambda out: [ln for ln in out.splitlines() if ln.startswith("| swiglu")][0].split("|")[2].split(" · ")[0]  # noqa: E731
     assert cell(first.stdout) == cell(again.stdout)  # the kept trainings' metric, not a new one
+
+
+def test_the_default_run_is_the_newest_without_overrides_even_when_data_params_rewrite_an_option():
+    """ForecastJob logs data.split = the resolved rule (ett_hour) over the option's "auto": the run's own record of what
+    it changed decides, not a comparison of logged parameters with today's defaults."""
+    import time
+
+    from pipelines.config import overrides
+    from pipelines.forecast import ForecastJob
+    from pipelines.report.sources import default_run
+
+    job = ForecastJob()
+    assert overrides(job.resolve({}), job.resolve({"threads": 1, "seed": 3})) == {}
+    assert overrides(job.resolve({}), job.resolve({"data": {"horizon": 192}})) == {"data.horizon": "192"}
+    tracking.activate()
+    c = MlflowClient(tracking.tracking_uri())
+    exp = c.create_experiment("forecast")
+    default = c.create_run(exp, tags={"config.overrides": "{}"})
+    c.log_param(default.info.run_id, "data.split", "ett_hour")
+    c.set_terminated(default.info.run_id)
+    time.sleep(0.01)
+    other = c.create_run(exp, tags={"config.overrides": '{"data.horizon": "192"}'})
+    c.set_terminated(other.info.run_id)
+    assert default_run(c, job).info.run_id == default.info.run_id

@@ -79,8 +79,17 @@ class AISJob(Job):
     def input_example(self, dm):
         mmsi = dm.sets["test"]["mmsi"][0]
         g = dm.tracks[dm.tracks.mmsi == mmsi].iloc[: dm.history + 2]
-        return pd.DataFrame({"mmsi": g.mmsi.to_numpy(), "time": g.time.to_numpy(), "lat": g.lat.to_numpy(),
-                             "lon": g.lon.to_numpy(), "sog": g.sog.to_numpy(), "cog": g.cog.to_numpy()})
+        return g[["mmsi", "time", "lat", "lon", "sog", "cog", "heading", "rot", "status"]].reset_index(drop=True)
+
+    def signature(self, example, output):
+        """mmsi, time, lat, lon required; sog, cog, heading, rate of turn and status optional (derived or left out
+        as in training)."""
+        from mlflow.models.signature import ModelSignature, infer_signature
+        from mlflow.types.schema import ColSpec, Schema
+
+        sig = infer_signature(example, output)
+        cols = [ColSpec(c.type, c.name, required=c.name in ("mmsi", "time", "lat", "lon")) for c in sig.inputs.inputs]
+        return ModelSignature(Schema(cols), sig.outputs)
 
     def data_params(self, dm) -> dict:
         return {f"data.{k}": v for k, v in dm.fingerprint().items()}

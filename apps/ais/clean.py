@@ -1,14 +1,17 @@
 """Position reports -> clean, de-duplicated, per-vessel tracks. Every step is counted (``counts``).
 
-1. not-available values: lat 91 / lon 181 (or out of range) drop the report; SOG 102.3, COG 360, heading 511
-   become NaN;
+1. not-available values: lat 91 / lon 181 (or out of range) drop the report; SOG 102.3, COG 360, heading 511,
+   rate of turn -128 (none) and +-127 (turning faster than 5 deg / 30 s, no rate given), navigation status 15 become
+   NaN;
 2. non-vessel MMSIs (base stations 00MIDxxxx, aids to navigation 99MIDxxxx, SAR aircraft 111MIDxxx, anything
-   outside 2xx-7xx million) are dropped;
+   outside 2xx-7xx million) are dropped, unless the ids are the user's own (``mmsi_rule=False``);
 3. duplicate receptions: several base stations hear one report; key (MMSI, message type, lat, lon, SOG, COG,
    UTC second) within 30 s of receive time, the earliest kept;
 4. impossible jumps: a fix implying more than ``max_speed_kn`` from the previous kept fix of its vessel is dropped;
-5. SOG / COG absent (a CSV without them): derived from consecutive fixes.
-Output sorted by (mmsi, time); course enters models as sin / cos.
+5. SOG / COG absent (a CSV without them): derived from consecutive fixes; where there is no previous fix they
+   stay NaN (``missing_sog`` / ``missing_cog`` count them), never 0.
+Output sorted by (mmsi, time); course enters models as sin / cos. A rule that drops every report left is an error
+that names it.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from apps.ais.geodesy import haversine
+from core.datadir import DataError
 
 KNOT = 1852.0 / 3600.0  # m/s
 
@@ -27,20 +31,41 @@ def _bearing(lat1, lon1, lat2, lon2):
     return (np.rad2deg(np.arctan2(y, x)) + 360) % 360
 
 
-def clean(df: pd.DataFrame, max_speed_kn: float = 50.0, dedup_window_s: float = 30.0) -> tuple[pd.DataFrame, dict]:
+def _none_left(rule: str, counts: dict) -> DataError:
+    seen = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+    return DataError(f"no position report is left after the rule '{rule}' ({seen})")
+
+
+def clean(df: pd.DataFrame, max_speed_kn: float = 50.0, dedup_window_s: float = 30.0,
+          mmsi_rule: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Position reports -> (clean tracks, counts per rule); see the module docstring."""
     counts = {"reports_in": len(df)}
+    if df.empty:
+        raise DataError("no position reports to clean")
     df = df.copy()
+    for col in ("rot", "status"):
+        if col not in df:
+            df[col] = np.nan
     bad_pos = (df.lat.abs() > 90) | (df.lon.abs() > 180) | df.lat.isna() | df.lon.isna()
     counts["not_available_position"] = int(bad_pos.sum())
     df = df[~bad_pos]
-    for col, sentinel in (("sog", 102.3), ("cog", 360.0), ("heading", 511.0)):
-        na = df[col] >= sentinel - 1e-6  # the "not available" value (and anything beyond it)
+    if df.empty:
+        raise _none_left("position not available (lat 91 / lon 181 / empty / out of range)", counts)
+    for col, na in (("sog", df.sog >= 102.3 - 1e-6), ("cog", df.cog >= 360.0 - 1e-6), ("heading", df.heading >= 511),
+                    ("rot", df.rot.abs() >= 127), ("status", df.status >= 15)):  # the "not available" values
         counts[f"not_available_{col}"] = int(na.sum())
         df.loc[na, col] = np.nan
-    vessel = (df.mmsi >= 200_000_000) & (df.mmsi < 800_000_000)
-    counts["non_vessel_mmsi"] = int((~vessel).sum())
-    df = df[vessel]
+    if mmsi_rule:
+        vessel = (df.mmsi >= 200_000_000) & (df.mmsi < 800_000_000)
+        counts["non_vessel_mmsi"] = int((~vessel).sum())
+        df = df[vessel]
+        if df.empty:
+            raise _none_left("non-vessel MMSI (ids outside 200,000,000-799,999,999; name your own id column with "
+                             "--data.columns id=COL to keep them)", counts)
+    counts["no_time"] = int(df.time.isna().sum())
     df = df.dropna(subset=["time"]).sort_values(["mmsi", "time"], kind="stable")
+    if df.empty:
+        raise _none_left("no receive time", counts)
     key = ["mmsi", "msg_type", "lat", "lon", "sog", "cog", "second"]
     k = df[key].fillna(-999.0)
     same = (k == k.shift()).all(axis=1) & (df.time - df.time.shift() <= dedup_window_s)
@@ -65,16 +90,22 @@ def clean(df: pd.DataFrame, max_speed_kn: float = 50.0, dedup_window_s: float = 
                 last = i
     counts["impossible_jumps"] = int((~keep).sum())
     df = df[keep].reset_index(drop=True)
-    same_vessel = df.mmsi.to_numpy()[1:] == df.mmsi.to_numpy()[:-1]
-    dt = np.diff(df.time.to_numpy())
-    d = haversine(df.lat.to_numpy()[:-1], df.lon.to_numpy()[:-1], df.lat.to_numpy()[1:], df.lon.to_numpy()[1:])
-    derived_sog = np.r_[np.nan, np.where(same_vessel & (dt > 0), d / np.maximum(dt, 1e-9) / KNOT, np.nan)]
-    derived_cog = np.r_[np.nan, np.where(same_vessel, _bearing(df.lat.to_numpy()[:-1], df.lon.to_numpy()[:-1],
-                                                                df.lat.to_numpy()[1:], df.lon.to_numpy()[1:]), np.nan)]
-    counts["derived_sog"] = int(df.sog.isna().sum())
-    df["sog"] = df.sog.fillna(pd.Series(derived_sog)).fillna(0.0)
-    counts["derived_cog"] = int(df.cog.isna().sum())
-    df["cog"] = df.cog.fillna(pd.Series(derived_cog)).fillna(0.0)
+    # each fix's motion from the segment that ends at it; a vessel's first fix from the segment that starts at it
+    # (the past of every later report, so no window reads its future)
+    la, lo, t = df.lat.to_numpy(), df.lon.to_numpy(), df.time.to_numpy()
+    same = df.mmsi.to_numpy()[1:] == df.mmsi.to_numpy()[:-1]
+    dt = np.diff(t)
+    seg_sog = np.where(same & (dt > 0), haversine(la[:-1], lo[:-1], la[1:], lo[1:]) / np.maximum(dt, 1e-9) / KNOT,
+                       np.nan)
+    seg_cog = np.where(same, _bearing(la[:-1], lo[:-1], la[1:], lo[1:]), np.nan)
+    first = np.r_[True, ~same]
+    for col, seg in (("sog", seg_sog), ("cog", seg_cog)):
+        derived = np.r_[np.nan, seg]
+        derived[first] = np.r_[seg, np.nan][first]
+        na = df[col].isna().to_numpy()
+        df[col] = np.where(na, derived, df[col].to_numpy())
+        counts[f"missing_{col}"] = int(df[col].isna().sum())  # a vessel's only fix, with none reported
+        counts[f"derived_{col}"] = int(na.sum()) - counts[f"missing_{col}"]
     counts["reports_out"] = len(df)
     counts["vessels"] = int(df.mmsi.nunique())
     return df, counts

@@ -4,8 +4,11 @@ A window is the last ``lookback`` reports of a vessel, ending at report i of a m
 knots at i). Everything is expressed in the vessel's own frame at report i: centred on its position and rotated to
 its course over ground (cross-track to starboard, along-track ahead), so a model learns turns, not compass
 directions. Per report: cross, along (km), time before i (min), gap to the previous report (min), SOG (m/s / 10),
-sin / cos of (COG - COG_i), sin / cos of (heading - COG_i) (COG where heading is not available) and a
-heading-valid flag; normalised with the training split's mean and std. The model sees up to ``history`` reports
+sin / cos of (COG - COG_i), sin / cos of (heading - COG_i) (COG where heading is not available), a heading-valid
+flag, the reported rate of turn (deg/s; 0 where not available) and its valid flag, and the navigation status as
+three flags (under way: 0, 8; stopped: at anchor, moored, aground; limited: not under command, restricted,
+constrained, fishing; all 0 when not available); normalised with the training split's mean and std (flags stay
+0/1). A window whose last report has no SOG or COG (a vessel's only fix without them) is not made (counted). The model sees up to ``history`` reports
 (>= ``lookback``) ending at report i, so a window has at least ``lookback`` reports and more context where the vessel
 has it (the test windows do not depend on ``history``).
 Targets: the position at t_i + H for each horizon H (seconds), interpolated linearly in time between the two
@@ -32,12 +35,14 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, Tensor
 from apps.ais.baselines import TURN_TAUS, base_displacement, damped_turn, dead_reckoning
 from apps.ais.clean import KNOT, clean
 from apps.ais.geodesy import to_local, to_track_frame
-from apps.ais.nmea import IngestStats, read
+from apps.ais.nmea import IngestStats, parse_columns, read
 from core.datadir import DataError, data_dir, sha256
 
 DEFAULT_LOG = "ais/dma_ais_sample_20131112.nmea.gz"
 FEATURES = ("cross_km", "along_km", "dt_min", "gap_min", "sog", "sin_dcog", "cos_dcog", "sin_dhdg", "cos_dhdg",
-            "hdg_valid")
+            "hdg_valid", "rot", "rot_valid", "status_under_way", "status_stopped", "status_limited")
+FLAGS = tuple(i for i, f in enumerate(FEATURES) if f.endswith("_valid") or f.startswith("status_"))
+STATUS_GROUPS = ((0, 8), (1, 5, 6), (2, 3, 4, 7))  # ITU-R M.1371 navigation status codes per status_ flag
 
 
 def resolve_paths(path: str | None) -> list[Path]:
@@ -65,29 +70,39 @@ def vessel_fold(mmsi: np.ndarray, salt: str = "") -> np.ndarray:
     return np.array([int(hashlib.md5(f"{salt}{m}".encode()).hexdigest()[:8], 16) for m in mmsi], dtype=np.int64)
 
 
-def window_features(t, lat, lon, sog, cog, hdg, i: int, lookback: int, history: int | None = None):
+def window_features(t, lat, lon, sog, cog, hdg, i: int, lookback: int, history: int | None = None, rot=None,
+                    status=None):
     """Features [max(L, history), F] of the window of one vessel's arrays ending at report i (see the module
     docstring): the last ``history`` reports (default ``lookback``), fewer where the track is shorter, front-padded
-    by repeating its first report; and the real reports' east / north metres from report i."""
+    by repeating its first report; and the real reports' east / north metres from report i. ``rot`` (deg/min as
+    reported) and ``status`` (codes): NaN or None where not available."""
     n_hist = max(lookback, history or lookback)
     k = min(n_hist, i + 1)
     s = slice(i - k + 1, i + 1)
     e, n = to_local(lat[s], lon[s], lat[i], lon[i])
     gap = np.diff(t[max(0, i - k):i + 1])
     gap = np.r_[np.zeros(k - len(gap)), gap]
-    h = np.where(np.isnan(hdg[s]), cog[s], hdg[s])
-    c, hh = np.deg2rad(cog[s] - cog[i]), np.deg2rad(h - cog[i])
+    course = np.where(np.isnan(cog[s]), cog[i], cog[s])  # a vessel's first fix may have none
+    h = np.where(np.isnan(hdg[s]), course, hdg[s])
+    c, hh = np.deg2rad(course - cog[i]), np.deg2rad(h - cog[i])
     cross, along = to_track_frame(e, n, cog[i])
-    x = np.stack([cross / 1000, along / 1000, (t[s] - t[i]) / 60, gap / 60, sog[s] * KNOT / 10, np.sin(c),
-                  np.cos(c), np.sin(hh), np.cos(hh), (~np.isnan(hdg[s])).astype(float)], 1)
+    r = np.full(k, np.nan) if rot is None else np.asarray(rot[s], dtype=float)
+    st = np.full(k, np.nan) if status is None else np.asarray(status[s], dtype=float)
+    x = np.stack([cross / 1000, along / 1000, (t[s] - t[i]) / 60, gap / 60, np.nan_to_num(sog[s]) * KNOT / 10,
+                  np.sin(c), np.cos(c), np.sin(hh), np.cos(hh), (~np.isnan(hdg[s])).astype(float),
+                  np.nan_to_num(r) / 60, (~np.isnan(r)).astype(float),
+                  *(np.isin(st, g).astype(float) for g in STATUS_GROUPS)], 1)
     if k < n_hist:
         x = np.concatenate([np.repeat(x[:1], n_hist - k, 0), x])  # the track's first report (its gap is 0)
     return x, e, n
 
 
-def turn_rate(t, hdg, cog, i: int, min_dt: float = 5.0, max_dt: float = 40.0) -> float:
-    """Rate of turn at report i (deg/s) from the heading (COG where heading is not available) of the latest earlier
-    report at least ``min_dt`` and at most ``max_dt`` seconds before; 0 when there is none."""
+def turn_rate(t, hdg, cog, i: int, min_dt: float = 5.0, max_dt: float = 40.0, rot=None) -> float:
+    """Rate of turn at report i (deg/s): the reported one (``rot``, deg/min) where there is one, else from the
+    heading (COG where heading is not available) of the latest earlier report at least ``min_dt`` and at most
+    ``max_dt`` seconds before; 0 when there is none."""
+    if rot is not None and not np.isnan(rot[i]):
+        return float(rot[i]) / 60.0
     src = hdg if not np.isnan(hdg[i]) else cog
     for j in range(i - 1, -1, -1):
         dt = t[i] - t[j]
@@ -104,13 +119,19 @@ def make_windows(df: pd.DataFrame, lookback: int, horizons: tuple[int, ...], max
     model (:func:`window_features`)."""
     out: dict[str, list] = {k: [] for k in ("x", "mmsi", "t0", "lat0", "lon0", "sog0", "cog0", "true_lat",
                                             "true_lon", "prev_en", "prev_dt", "omega")}
+    no_motion = 0
     hz = np.asarray(horizons, dtype=np.float64)
     for mmsi, g in df.groupby("mmsi", sort=True):
         if len(g) < lookback + 1:
             continue
         t, lat, lon = g.time.to_numpy(), g.lat.to_numpy(), g.lon.to_numpy()
         sog, cog, hdg = g.sog.to_numpy(), g.cog.to_numpy(), g.heading.to_numpy()
+        rot = g.rot.to_numpy() if "rot" in g else None
+        status = g.status.to_numpy() if "status" in g else None
         for i in range(lookback - 1, len(g) - 1):
+            if np.isnan(sog[i]) or np.isnan(cog[i]):
+                no_motion += 1
+                continue
             if not sog[i] >= min_sog:
                 continue
             target = t[i] + hz
@@ -118,7 +139,7 @@ def make_windows(df: pd.DataFrame, lookback: int, horizons: tuple[int, ...], max
             if np.any(j + 1 >= len(t)) or np.any(t[np.minimum(j + 1, len(t) - 1)] - t[j] > max_gap):
                 continue
             w = (target - t[j]) / np.maximum(t[j + 1] - t[j], 1e-9)
-            x, e, n = window_features(t, lat, lon, sog, cog, hdg, i, lookback, history)
+            x, e, n = window_features(t, lat, lon, sog, cog, hdg, i, lookback, history, rot, status)
             out["x"].append(x)
             out["mmsi"].append(mmsi)
             out["t0"].append(t[i])
@@ -130,11 +151,11 @@ def make_windows(df: pd.DataFrame, lookback: int, horizons: tuple[int, ...], max
             out["true_lon"].append(lon[j] + w * (lon[j + 1] - lon[j]))
             out["prev_en"].append([e[-2], n[-2]])
             out["prev_dt"].append(t[i - 1] - t[i])
-            out["omega"].append(turn_rate(t, hdg, cog, i))
+            out["omega"].append(turn_rate(t, hdg, cog, i, rot=rot))
     if not out["x"]:
         return {}
     return {k: np.asarray(v, dtype=np.float32 if k == "x" else np.float64 if k != "mmsi" else np.int64)
-            for k, v in out.items()}
+            for k, v in out.items()} | {"no_motion": no_motion}
 
 
 def mirrored(s: dict) -> dict:
@@ -144,7 +165,7 @@ def mirrored(s: dict) -> dict:
     window keeps the original's lat / lon fields, which only scoring reads."""
     out = dict(s)
     x = s["x"].copy()
-    for f in ("cross_km", "sin_dcog", "sin_dhdg"):
+    for f in ("cross_km", "sin_dcog", "sin_dhdg", "rot"):
         x[..., FEATURES.index(f)] *= -1
     out["x"], out["omega"] = x, -s["omega"]
     c = np.deg2rad(s["cog0"])
@@ -220,14 +241,18 @@ class AISData(pl.LightningDataModule):
         for f in self.files:
             df, st = read(f, self.columns, self.time_format, self.time_source, self.day)
             frames.append(df)
-            for k, v in st.__dict__.items():
-                setattr(stats, k, getattr(stats, k) + v)
+            stats.add(st)
         reports = pd.concat(frames, ignore_index=True)
+        where = ", ".join(map(str, self.files))
         if reports.empty:
-            raise DataError(f"{', '.join(map(str, self.files))}: no usable position reports")
+            raise DataError(f"{where}: no usable position reports")
         self.ingest = stats
-        self.tracks, self.counts = clean(reports)
+        try:
+            self.tracks, self.counts = clean(reports, mmsi_rule=not parse_columns(self.columns))
+        except DataError as e:
+            raise DataError(f"{where}: {e}") from None
         w = make_windows(self.tracks, self.lookback, self.horizons, self.max_gap, self.min_sog, self.history)
+        self.counts["windows_without_sog_cog"] = w.pop("no_motion", 0)
         if not w:
             raise DataError(f"{', '.join(map(str, self.files))}: no vessel has {self.lookback} reports followed by "
                             f"reports {max(self.horizons)} s later (moving, gaps <= {self.max_gap:g} s)")
@@ -248,7 +273,7 @@ class AISData(pl.LightningDataModule):
             self.sets["train"] = {k: np.concatenate([tr[k], mi[k]]) for k in tr}
         x_train = self.sets["train"]["x"].reshape(-1, len(FEATURES))
         self.mean, self.std = x_train.mean(0), x_train.std(0) + 1e-6
-        self.mean[-1], self.std[-1] = 0.0, 1.0  # the heading-valid flag stays 0/1
+        self.mean[list(FLAGS)], self.std[list(FLAGS)] = 0.0, 1.0  # flags stay 0/1
         resid = self.sets["train"]["true_en"] - self.sets["train"]["base"]  # the norm is the same in the track frame
         self.target_scale = np.sqrt((resid ** 2).mean(axis=(0, 2))) + 1.0  # metres per horizon, train only
 

@@ -52,8 +52,14 @@ class Spadon(nn.Module):
 
     def forward(self, x):
         h = torch.cat([self.conv(x.transpose(1, 2)).transpose(1, 2), x], -1)  # conv features + the raw report
-        out, _ = self.lstm(h)
-        return self.head(out[:, -1]).view(-1, self.horizons, 2)
+        return self.head(self.features(h)).view(-1, self.horizons, 2)
+
+    def features(self, h):
+        """[B, L, C] -> [B, 2 hidden]: the last layer's final state of each direction: the forward one after the
+        newest report, the backward one after the oldest, so both have read the whole window (the backward half
+        of ``out[:, -1]`` would have seen the newest report only)."""
+        _, (h_n, _) = self.lstm(h)
+        return torch.cat([h_n[-2], h_n[-1]], -1)
 
 
 class Recurrent(nn.Module):

@@ -17,8 +17,14 @@ CSV: the DMA daily CSV (``# Timestamp,Type of mobile,MMSI,Latitude,Longitude,...
 (``MMSI,BaseDateTime,LAT,LON,SOG,COG,Heading,...``), or any CSV whose columns are named (``columns``).
 
 Output columns: ``mmsi`` (int64), ``time`` (float64 unix seconds), ``lat``, ``lon``, ``sog`` (knots), ``cog``
-(degrees), ``heading`` (degrees), ``msg_type``, ``second`` (the UTC second field; -1 when unknown), NaN where a
-value is absent. Sentinels (lat 91, lon 181, SOG 102.3, COG 360, heading 511) are left for ``clean.py``.
+(degrees), ``heading`` (degrees), ``rot`` (rate of turn as reported, deg/min, class A only), ``status`` (navigation
+status 0-15, class A only), ``msg_type``, ``second`` (the UTC second field; -1 when unknown), NaN where a value is
+absent. Sentinels (lat 91, lon 181, SOG 102.3, COG 360, heading 511, ROT -128 / +-127, status 15) are left for
+``clean.py``.
+
+A file may be plain, gzip or a zip of such files (DMA publishes its daily CSVs as ``.zip``), with or without a UTF-8
+byte-order mark. A CSV row that cannot be read (a value that is not a number, a time that does not parse) is skipped
+and counted like an undecodable NMEA line (``bad_rows``, the first one quoted in ``first_bad``).
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ import calendar
 import gzip
 import io
 import re
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +43,7 @@ import pandas as pd
 from core.datadir import DataError
 
 POSITION_TYPES = (1, 2, 3, 18, 19, 27)
+COLUMNS = ("mmsi", "time", "lat", "lon", "sog", "cog", "heading", "rot", "status", "msg_type", "second")
 _TRAILING_TIME = re.compile(rb"^(!.*\*[0-9A-Fa-f]{2}),(\d{9,13}(?:\.\d+)?)$")
 
 
@@ -53,25 +61,56 @@ class IngestStats:
     decode_errors: int = 0
     no_receive_time: int = 0
     other_nmea: int = 0
+    bad_rows: int = 0
+    first_bad: str = ""
     other_types: Counter = field(default_factory=Counter)
 
     def as_dict(self) -> dict:
-        d = {k: v for k, v in self.__dict__.items() if k != "other_types"}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("other_types", "first_bad")}
         d["other_message_types"] = sum(self.other_types.values())
         return d
 
+    def add(self, other: "IngestStats") -> None:
+        for k, v in other.__dict__.items():
+            if k == "first_bad":
+                self.first_bad = self.first_bad or v
+            else:
+                setattr(self, k, getattr(self, k) + v)
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+def members(path: Path) -> list[tuple[str, object]]:
+    """(name, opener) of each file in ``path``: the file itself, or every file of a zip; ``opener()`` -> a binary
+    stream, gunzipped when the content is gzip."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == b"PK\x03\x04":
+        with zipfile.ZipFile(path) as z:
+            names = [i.filename for i in z.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX")]
+        if not names:
+            raise DataError(f"{path}: a zip with no files")
+
+        def opener(name):
+            def open_member():
+                z = zipfile.ZipFile(path)
+                raw = z.open(name)
+                return gzip.GzipFile(fileobj=raw) if name.endswith(".gz") else raw
+            return open_member
+        return [(f"{path}:{n}", opener(n)) for n in names]
+    return [(str(path), lambda: gzip.open(path, "rb") if magic[:2] == b"\x1f\x8b" else open(path, "rb"))]
+
 
 def _open(path: Path):
-    with open(path, "rb") as f:
-        magic = f.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+    return members(path)[0][1]()
 
 
-def sniff(path: Path) -> str:
-    """``nmea`` or ``csv`` from the first non-empty line of the file (gzip or not)."""
-    with _open(path) as f:
+def sniff(path: Path, opener=None) -> str:
+    """``nmea`` or ``csv`` from the first non-empty line of the file (gzip or not, a byte-order mark ignored)."""
+    with (opener or (lambda: _open(path)))() as f:
         for raw in f:
-            line = raw.strip()
+            line = raw.strip().removeprefix(BOM)
             if line:
                 if line[:1] in (b"!", b"$", b"\\"):
                     return "nmea"
@@ -106,7 +145,8 @@ def _tag_time(block: bytes) -> float | None:
     return None
 
 
-def read_nmea(path: Path, time_source: str = "receive", day: str | None = None) -> tuple[pd.DataFrame, IngestStats]:
+def read_nmea(path: Path, time_source: str = "receive", day: str | None = None,
+              opener=None) -> tuple[pd.DataFrame, IngestStats]:
     """Stream a raw NMEA log (plain or gzip) -> (position reports, stats). See the module docstring."""
     from pyais.exceptions import InvalidNMEAMessageException, UnknownMessageException
     from pyais.messages import AISSentence, NMEAMessage, NMEASentenceFactory
@@ -114,8 +154,7 @@ def read_nmea(path: Path, time_source: str = "receive", day: str | None = None) 
     if time_source not in ("receive", "message_second"):
         raise DataError(f"unknown time_source {time_source!r}: receive or message_second")
     st = IngestStats()
-    cols: dict[str, list] = {k: [] for k in ("mmsi", "time", "lat", "lon", "sog", "cog", "heading", "msg_type",
-                                             "second")}
+    cols: dict[str, list] = {k: [] for k in COLUMNS}
     pending_time: float | None = None
     buffer: dict[tuple, tuple[list, float | None]] = {}
     nan = float("nan")
@@ -144,14 +183,17 @@ def read_nmea(path: Path, time_source: str = "receive", day: str | None = None) 
         cols["cog"].append(getattr(d, "course", None) if getattr(d, "course", None) is not None else nan)
         hd = getattr(d, "heading", None)
         cols["heading"].append(float(hd) if hd is not None else nan)
+        rot, status = getattr(d, "turn", None), getattr(d, "status", None)
+        cols["rot"].append(float(rot) if rot is not None else nan)
+        cols["status"].append(float(int(status)) if status is not None else nan)
         cols["msg_type"].append(mt)
         sec = getattr(d, "second", None)
         cols["second"].append(int(sec) if sec is not None else -1)
 
-    with _open(path) as f:
+    with (opener or (lambda: _open(path)))() as f:
         for raw in f:
             st.lines += 1
-            line = raw.strip()
+            line = raw.strip().removeprefix(BOM) if st.lines == 1 else raw.strip()
             if not line:
                 continue
             if line.startswith(b"$PGHP"):
@@ -236,30 +278,37 @@ def read_nmea(path: Path, time_source: str = "receive", day: str | None = None) 
 # ---------------------------------------------------------------- CSV
 CSV_LAYOUTS = {
     "dma": {"id": "MMSI", "time": "# Timestamp", "lat": "Latitude", "lon": "Longitude", "sog": "SOG", "cog": "COG",
-            "heading": "Heading", "time_format": "%d/%m/%Y %H:%M:%S"},
+            "heading": "Heading", "rot": "ROT", "status": "Navigational status", "time_format": "%d/%m/%Y %H:%M:%S"},
     "noaa": {"id": "MMSI", "time": "BaseDateTime", "lat": "LAT", "lon": "LON", "sog": "SOG", "cog": "COG",
-             "heading": "Heading", "time_format": "%Y-%m-%dT%H:%M:%S"},
+             "heading": "Heading", "status": "Status", "time_format": "%Y-%m-%dT%H:%M:%S"},
 }
+NAMES = ("id", "time", "lat", "lon", "sog", "cog", "heading", "rot", "status")
+# DMA's CSVs spell the navigation status out; the codes are ITU-R M.1371's
+STATUS_TEXT = {"under way using engine": 0, "at anchor": 1, "not under command": 2, "restricted maneuverability": 3,
+               "restricted manoeuvrability": 3, "constrained by her draught": 4, "moored": 5, "aground": 6,
+               "engaged in fishing": 7, "under way sailing": 8, "unknown value": 15, "undefined": 15}
 
 
 def parse_columns(spec: str | dict | None) -> dict | None:
-    """``"id=MMSI,time=ts,lat=Lat,lon=Lon[,sog=..,cog=..]"`` -> dict (or a dict as given)."""
+    """``"id=MMSI,time=ts,lat=Lat,lon=Lon[,sog=..,cog=..,heading=..,rot=..,status=..]"`` -> dict (or as given)."""
     if spec is None or isinstance(spec, dict):
         return spec
     out = {}
     for part in str(spec).split(","):
         k, eq, v = part.partition("=")
-        if not eq or k.strip() not in ("id", "time", "lat", "lon", "sog", "cog", "heading"):
-            raise DataError(f"--data.columns: {part!r} is not NAME=COLUMN with NAME one of id, time, lat, lon, sog, "
-                            f"cog, heading")
+        if not eq or k.strip() not in NAMES:
+            raise DataError(f"--data.columns: {part!r} is not NAME=COLUMN with NAME one of {', '.join(NAMES)}")
         out[k.strip()] = v.strip()
     return out
 
 
-def read_csv(path: Path, columns: dict | None = None, time_format: str | None = None) -> tuple[pd.DataFrame, IngestStats]:
-    """A DMA / NOAA CSV (recognised by its header) or one whose columns are named -> (position reports, stats)."""
-    with _open(path) as f:
-        text = f.read().decode("utf-8", errors="replace")
+def read_csv(path: Path, columns: dict | None = None, time_format: str | None = None,
+             opener=None) -> tuple[pd.DataFrame, IngestStats]:
+    """A DMA / NOAA CSV (recognised by its header) or one whose columns are named -> (position reports, stats).
+    With named columns the id is the user's (any integers, or any text, numbered 1, 2, ... in order of appearance)
+    and is not held to the MMSI rule. Rows with a value that does not parse are skipped and counted."""
+    with (opener or (lambda: _open(path)))() as f:
+        text = f.read().decode("utf-8-sig", errors="replace")
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
@@ -277,40 +326,66 @@ def read_csv(path: Path, columns: dict | None = None, time_format: str | None = 
         raise DataError(f"{path}: line 1: required column(s) {', '.join(missing)} not in the header {header}")
     st = IngestStats(lines=len(df) + 1, messages=len(df))
     out = pd.DataFrame(index=df.index)
-    for k in ("id", "lat", "lon", "sog", "cog", "heading"):
+    bad = pd.Series("", index=df.index)  # why each skipped row was skipped (the first reason)
+
+    def mark(rows, why):
+        rows = rows & (bad == "")
+        bad[rows] = why
+
+    for k in ("id", "lat", "lon", "sog", "cog", "heading", "rot", "status"):
         c = layout.get(k)
         if c is None or c not in header:
             out[k] = np.nan
             continue
         raw = df[c].str.strip()
-        num = pd.to_numeric(raw, errors="coerce")
-        bad = num.isna() & (raw != "") if k in ("sog", "cog", "heading") else num.isna()
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{path}: line {i + 2}, column {c!r}: {df[c].iloc[i]!r} is not a number")
+        if k == "status" and not columns and c == CSV_LAYOUTS["dma"]["status"]:
+            out[k] = raw.str.lower().map(STATUS_TEXT).astype("float64")  # text; one it does not know: not available
+            continue
+        if k == "id" and columns:
+            num = pd.to_numeric(raw, errors="coerce")
+            if num.isna().any() or (num % 1 != 0).any():  # not integers: number the ids as they come
+                num = pd.Series(pd.factorize(raw)[0] + 1.0, index=df.index).where(raw != "")
+        else:
+            num = pd.to_numeric(raw, errors="coerce")
+        unreadable = num.isna() & (raw != "") if k in ("sog", "cog", "heading", "rot", "status") else num.isna()
+        for i in np.flatnonzero(unreadable.to_numpy())[:1]:
+            mark(unreadable, f"line {i + 2}, column {c!r}: {df[c].iloc[i]!r} is not a number")
+        mark(unreadable, f"column {c!r}: not a number")
         out[k] = num.astype("float64")
     t = pd.to_datetime(df[layout["time"]].str.strip(), format=fmt, errors="coerce", utc=True)
-    if t.isna().any():
-        i = int(np.flatnonzero(t.isna().to_numpy())[0])
-        raise DataError(f"{path}: line {i + 2}, column {layout['time']!r}: {df[layout['time']].iloc[i]!r} is not a "
-                        f"time{f' in the format {fmt!r}' if fmt else ''} (--data.time_format)")
+    for i in np.flatnonzero(t.isna().to_numpy())[:1]:
+        mark(t.isna(), f"line {i + 2}, column {layout['time']!r}: {df[layout['time']].iloc[i]!r} is not a time"
+                       f"{f' in the format {fmt!r}' if fmt else ''} (--data.time_format)")
     out["time"] = (t - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds()
-    out = out.rename(columns={"id": "mmsi"})
+    skipped = (bad != "").to_numpy()
+    st.bad_rows = int(skipped.sum())
+    if st.bad_rows:
+        first = bad[bad != ""].iloc[0]
+        st.first_bad = f"{path}: {first}"
+        if st.bad_rows == len(df):
+            raise DataError(f"{path}: no readable row ({st.bad_rows} rows; the first: {first})")
+    out = out[~skipped].rename(columns={"id": "mmsi"})
     out["mmsi"] = out["mmsi"].astype("int64")
     out["msg_type"] = np.int16(-1)
     out["second"] = -1
     st.position_reports = len(out)
-    return out[["mmsi", "time", "lat", "lon", "sog", "cog", "heading", "msg_type", "second"]], st
+    return out[list(COLUMNS)].reset_index(drop=True), st
 
 
 def read(path: str | Path, columns=None, time_format: str | None = None, time_source: str = "receive",
          day: str | None = None) -> tuple[pd.DataFrame, IngestStats]:
-    """One file, its format sniffed from the content."""
+    """One file (or every file of a zip), each one's format sniffed from its content."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file")
-    if sniff(path) == "csv":
-        return read_csv(path, parse_columns(columns), time_format)
-    return read_nmea(path, time_source, day)
+    frames, stats = [], IngestStats()
+    for name, opener in members(path):
+        if sniff(Path(name), opener) == "csv":
+            df, st = read_csv(Path(name), parse_columns(columns), time_format, opener)
+        else:
+            df, st = read_nmea(Path(name), time_source, day, opener)
+        frames.append(df)
+        stats.add(st)
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0], stats

@@ -1,7 +1,8 @@
 """Vessel positions ahead from recent reports, in one picklable object (no MLflow here).
 
 ``TrackPredictor.predict(df)``: reports of any number of vessels (``mmsi``, ``time`` as unix seconds or a date
-string, ``lat``, ``lon``, optional ``sog`` knots / ``cog`` degrees / ``heading``) -> one row per vessel and horizon:
+string, ``lat``, ``lon``, optional ``sog`` knots / ``cog`` degrees / ``heading`` / ``rot`` deg/min / ``status``
+navigation status code) -> one row per vessel and horizon:
 ``mmsi``, ``horizon_s``, ``time`` (UTC), ``lat``, ``lon``, ``status`` ("ok", or why there is no forecast: a vessel
 with too few reports gets a row saying so, never a crash). The reports are cleaned as in training.
 """
@@ -35,7 +36,7 @@ class TrackPredictor:
         if t.isna().any():  # date strings
             t = (pd.to_datetime(df["time"], utc=True, errors="coerce") - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
         out["time"] = t
-        for c in ("lat", "lon", "sog", "cog", "heading"):
+        for c in ("lat", "lon", "sog", "cog", "heading", "rot", "status"):
             out[c] = pd.to_numeric(df[c], errors="coerce") if c in df.columns else np.nan
         bad = out[["mmsi", "time", "lat", "lon"]].isna().any(axis=1)
         if bad.any():
@@ -66,10 +67,18 @@ class TrackPredictor:
                           "status": status} for h in self.horizons]
                 continue
             last = g.iloc[-1]
+            if np.isnan(last.sog) or np.isnan(last.cog):
+                rows += [{"mmsi": mmsi, "horizon_s": h, "time": pd.NaT, "lat": np.nan, "lon": np.nan,
+                          "status": "no SOG / COG at the last report (reported or derivable)"} for h in self.horizons]
+                continue
             arrays = [g[c].to_numpy() for c in ("time", "lat", "lon", "sog", "cog", "heading")]
-            # a champion pickled before ``history`` existed saw ``lookback`` reports
-            feats, _, _ = window_features(*arrays, len(g) - 1, self.lookback, getattr(self, "history", None))
-            omega = np.array([turn_rate(arrays[0], arrays[5], arrays[4], len(g) - 1)])
+            rot, nav = g.rot.to_numpy(), g.status.to_numpy()
+            # a champion pickled before ``history`` existed saw ``lookback`` reports; one from before the rate of
+            # turn and status features reads the first len(mean) features
+            feats, _, _ = window_features(*arrays, len(g) - 1, self.lookback, getattr(self, "history", None), rot,
+                                          nav)
+            feats = feats[:, :len(self.mean)]
+            omega = np.array([turn_rate(arrays[0], arrays[5], arrays[4], len(g) - 1, rot=rot)])
             disp = self.windows(feats[None], np.array([last.sog]), np.array([last.cog]), omega)[0]
             lat, lon = from_local(disp[:, 0], disp[:, 1], last.lat, last.lon)
             for i, h in enumerate(self.horizons):

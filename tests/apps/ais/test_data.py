@@ -24,8 +24,12 @@ def test_no_vessel_in_two_splits_and_folds_cover_every_vessel(dm):
 
 
 def test_normalisation_comes_from_the_training_split_only(dm):
+    from apps.ais.data import FLAGS
+
     x = dm.sets["train"]["x"].reshape(-1, dm.sets["train"]["x"].shape[-1])
-    np.testing.assert_allclose(dm.mean[:-1], x.mean(0)[:-1], rtol=1e-5, atol=1e-6)
+    scaled = [i for i in range(x.shape[1]) if i not in FLAGS]
+    np.testing.assert_allclose(dm.mean[scaled], x.mean(0)[scaled], rtol=1e-5, atol=1e-6)
+    assert (dm.mean[list(FLAGS)] == 0).all() and (dm.std[list(FLAGS)] == 1).all()  # flags stay 0/1
 
 
 def test_targets_are_interpolated_positions_at_the_horizons(dm):
@@ -39,8 +43,12 @@ def test_targets_are_interpolated_positions_at_the_horizons(dm):
 
 
 def test_dead_reckoning_follows_the_reported_course():
-    d = dead_reckoning(np.array([10.0]), np.array([90.0]), [60])  # 10 kn due east for a minute
-    np.testing.assert_allclose(d[0, 0], [10 * 1852 / 60, 0.0], atol=1e-9)
+    """10 kn for a minute on four courses: east and north components each with their sign (course 090 alone would
+    let a sign error in the north component pass)."""
+    step = 10 * 1852 / 60
+    d = dead_reckoning(np.full(4, 10.0), np.array([90.0, 0.0, 180.0, 225.0]), [60])
+    np.testing.assert_allclose(d[:, 0], [[step, 0.0], [0.0, step], [0.0, -step],
+                                         [-step / np.sqrt(2), -step / np.sqrt(2)]], atol=1e-9)
 
 
 def test_geodesy_round_trips_and_haversine():

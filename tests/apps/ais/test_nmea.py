@@ -103,3 +103,67 @@ def test_gzip_is_sniffed_by_content_not_name(ais, tmp_path):
                                 b"!BSVDM,1,1,,A,13@:`L001N0ded0O6Fp8wW<00<0t,0*62\r\n"))
     df, st = read(p)
     assert len(df) == 1 and df.mmsi.iloc[0] == 218278000 and df.time.iloc[0] == pytest.approx(1384257600.011)
+
+
+def test_rate_of_turn_and_navigation_status_are_decoded_with_not_available_as_missing(ais):
+    """The DMA log's class-A reports carry a rate of turn (-128 = not available becomes NaN in cleaning) and a
+    navigation status (15 = not defined); class B reports carry neither."""
+    df, _ = read(ais / "dma_ais_sample_20131112.nmea.gz")
+    a = df[df.msg_type.isin([1, 2, 3])]
+    assert a.rot.notna().all() and a.status.notna().all() and df[df.msg_type == 18].rot.isna().all()
+    tracks, counts = clean(df)
+    ta = tracks[tracks.msg_type.isin([1, 2, 3])]
+    assert counts["not_available_rot"] > 0 and (ta.rot.dropna().abs() < 127).all()
+    # measured: 87 % of class-A reports are not -128, but 15 % of them are +-127 ("turning, no rate"): 73 % carry a
+    # rate, 8 % a non-zero one
+    assert 0.65 < ta.rot.notna().mean() < 0.8 and 0.05 < (ta.rot.fillna(0) != 0).mean() < 0.15
+    assert set(ta.status.dropna().unique()) <= set(range(15)) and ta.status.notna().mean() > 0.9
+
+
+def test_a_bom_a_zip_of_dma_csvs_and_bad_rows_skipped_and_counted(ais, tmp_path):
+    import zipfile
+
+    nmea = tmp_path / "bom.nmea"
+    lines = (ais / "dma_aislib_stream_example_20100611.nmea").read_bytes().splitlines(keepends=True)[:400]
+    nmea.write_bytes(b"\xef\xbb\xbf" + b"".join(lines))
+    df, st = read(nmea)
+    assert len(df) > 50 and st.decode_errors == 0  # the BOM neither makes it CSV nor spoils the first line
+    header = "# Timestamp,Type of mobile,MMSI,Latitude,Longitude,Navigational status,ROT,SOG,COG,Heading\n"
+    day1 = header + ("12/11/2013 12:00:01,Class A,219000001,55.1,10.2,Under way using engine,0,10.5,90.0,91\n"
+                     "12/11/2013 12:00:11,Class A,219000001,55.1,north,Moored,,10.5,90.0,91\n"
+                     "12/11/2013 12:00:21,Class A,219000001,55.1,10.2032,At anchor,-128,10.5,90.0,511\n")
+    day2 = header + "13/11/2013 12:00:01,Class A,219000002,55.2,10.3,Engaged in fishing,3,4.0,10.0,12\n"
+    z = tmp_path / "aisdk-2013-11.zip"
+    with zipfile.ZipFile(z, "w") as f:
+        f.writestr("aisdk-2013-11-12.csv", day1)
+        f.writestr("aisdk-2013-11-13.csv", day2)
+    df, st = read(z)
+    assert list(df.mmsi) == [219000001, 219000001, 219000002] and list(df.status) == [0, 1, 7]
+    assert st.bad_rows == 1 and "aisdk-2013-11-12.csv: line 3, column 'Longitude': 'north'" in st.first_bad
+    assert df.rot.tolist()[:2] == [0.0, -128.0] and df.rot.tolist()[2] == 3.0
+
+
+def test_own_ids_are_kept_when_named_and_a_rule_that_drops_everything_says_which(tmp_path):
+    """Vessel ids 1..3 (not MMSIs), fixes every 10 minutes, no SOG / COG: named, they are the user's ids; unnamed
+    (a NOAA-like header), the MMSI rule drops every report and the error names the rule."""
+    rows = [f"{v},2024-01-01T{h:02d}:{m:02d}:00,{55 + 0.01 * v + 0.001 * (6 * h + m // 10)},{10.0 + 0.002 * v}"
+            for v in (1, 2, 3) for h in range(3) for m in range(0, 60, 10)]
+    p = tmp_path / "fleet.csv"
+    p.write_text("vessel,when,y,x\n" + "\n".join(rows) + "\n")
+    df, _ = read(p, columns="id=vessel,time=when,lat=y,lon=x")
+    tracks, counts = clean(df, mmsi_rule=False)
+    assert sorted(tracks.mmsi.unique()) == [1, 2, 3] and counts["missing_sog"] == 0
+    assert tracks.sog.notna().all() and tracks.cog.notna().all()  # derived, never 0 by default
+    noaa = tmp_path / "noaa_like.csv"
+    noaa.write_text("MMSI,BaseDateTime,LAT,LON\n" + "\n".join(rows) + "\n")
+    df, _ = read(noaa)
+    with pytest.raises(DataError, match=r"after the rule 'non-vessel MMSI .*--data.columns id=COL"):
+        clean(df)
+
+
+def test_text_ids_are_numbered_in_order_of_appearance(tmp_path):
+    p = tmp_path / "named.csv"
+    p.write_text("ship,ts,y,x\nALPHA,2024-01-01 00:00:00,55.0,10.0\nBRAVO,2024-01-01 00:00:05,55.1,10.0\n"
+                 "ALPHA,2024-01-01 00:00:10,55.0001,10.0\n")
+    df, _ = read(p, columns="id=ship,time=ts,lat=y,lon=x")
+    assert list(df.mmsi) == [1, 2, 1]

@@ -81,3 +81,20 @@ def test_an_ensemble_keeps_each_member_at_its_own_best_validation_epoch():
         metric = ens.keep_best(torch.tensor(errs))
     assert metric.item() == pytest.approx((1.0 + 2.0) / 2)
     torch.testing.assert_close(ens(x), (snaps[2][0] + snaps[1][1]) / 2)
+
+
+def test_both_lstm_directions_reach_the_head_from_the_whole_window():
+    """Spadon's bidirectional LSTM: replacing the early reports must change the backward direction's features too
+    (with ``out[:, -1]`` the backward half had read only the newest report)."""
+    from apps.ais.models import Spadon
+
+    torch.manual_seed(0)
+    m = Spadon(n_features=10, horizons=3).eval()
+    x = torch.randn(4, 20, 10)
+    y = x.clone()
+    y[:, :17] = torch.randn(4, 17, 10)  # only reports 1-17 of 20 differ
+    with torch.no_grad():
+        fx, fy = (m.features(torch.cat([m.conv(v.transpose(1, 2)).transpose(1, 2), v], -1)) for v in (x, y))
+    hidden = m.lstm.hidden_size
+    assert (fx[:, hidden:] - fy[:, hidden:]).abs().min() > 0  # backward: every window's features moved
+    assert (fx[:, :hidden] - fy[:, :hidden]).abs().max() > 1e-4

@@ -43,9 +43,15 @@ def base_displacement(base: str, sog_kn, cog_deg, omega, horizons, turn_tau: flo
     return dead_reckoning(sog_kn, cog_deg, horizons)
 
 
-def baselines(s: dict, horizons, turn_tau: float = 0.0) -> dict[str, np.ndarray]:
-    """Displacements [W, H, 2] of the non-learned baselines on windows ``s``."""
+def baselines(s: dict, horizons, turn_tau: float = 0.0, kalman_params: dict | None = None) -> dict[str, np.ndarray]:
+    """Displacements [W, H, 2] of the non-learned baselines on windows ``s``; ``kalman_params`` (tuned on
+    validation, :func:`apps.ais.kalman.tune`) adds the Kalman CV and CTRV filters."""
+    from apps.ais import kalman
+
     hz = np.asarray(horizons, dtype=np.float64)
     vel = s["prev_en"] / np.minimum(s["prev_dt"], -1e-3)[:, None]  # m/s from the previous fix to the last
-    return {"dr": s["dr"], "last": np.zeros_like(s["dr"]), "cv": vel[:, None, :] * hz[None, :, None],
-            "turn": damped_turn(s["sog0"], s["cog0"], s["omega"], horizons, turn_tau)}
+    out = {"dr": s["dr"], "last": np.zeros_like(s["dr"]), "cv": vel[:, None, :] * hz[None, :, None],
+           "turn": damped_turn(s["sog0"], s["cog0"], s["omega"], horizons, turn_tau)}
+    if kalman_params and "hist" in s:
+        out.update(kalman.predict(s, horizons, kalman_params))
+    return out

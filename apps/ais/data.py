@@ -15,7 +15,9 @@ Targets: the position at t_i + H for each horizon H (seconds), interpolated line
 reports around it, which must be at most ``max_gap`` seconds apart (else the window is not used).
 
 Splits (no MMSI in two splits): ``vessel:K`` puts the vessels whose md5(MMSI) % 5 == K in test (5 grouped folds,
-every vessel tested once) and 1/8 of the others (by a second hash) in validation; ``time`` uses vessel fold 0 for
+every vessel tested once) and 1/8 of the others (by a second hash salted with K, so each fold draws its own) in
+validation; everything chosen for fold K (the epoch, the turn and Kalman baselines' constants) is chosen on fold
+K's validation vessels; ``time`` uses vessel fold 0 for
 the split of vessels and also orders the windows in time: train ends before 60 % of the time span, validation
 starts one longest horizon after that, test starts one longest horizon after validation's end (80 %).
 """
@@ -32,6 +34,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
 
+from apps.ais import kalman
 from apps.ais.baselines import TURN_TAUS, base_displacement, damped_turn, dead_reckoning
 from apps.ais.clean import KNOT, clean
 from apps.ais.geodesy import to_local, to_track_frame
@@ -97,6 +100,16 @@ def window_features(t, lat, lon, sog, cog, hdg, i: int, lookback: int, history: 
     return x, e, n
 
 
+def raw_history(t, sog, cog, rot, e, n, i: int, n_hist: int) -> np.ndarray:
+    """[n_hist, 6] of the reports ending at i: east, north (m from report i), time (s before i), SOG, COG, rate of
+    turn (deg/min) as reported; NaN rows before a short track's first report (what the Kalman baselines filter)."""
+    k = len(e)
+    s = slice(i - k + 1, i + 1)
+    r = np.full(k, np.nan) if rot is None else rot[s]
+    h = np.stack([e, n, t[s] - t[i], sog[s], cog[s], r], 1)
+    return np.concatenate([np.full((n_hist - k, 6), np.nan), h]) if k < n_hist else h
+
+
 def turn_rate(t, hdg, cog, i: int, min_dt: float = 5.0, max_dt: float = 40.0, rot=None) -> float:
     """Rate of turn at report i (deg/s): the reported one (``rot``, deg/min) where there is one, else from the
     heading (COG where heading is not available) of the latest earlier report at least ``min_dt`` and at most
@@ -118,8 +131,9 @@ def make_windows(df: pd.DataFrame, lookback: int, horizons: tuple[int, ...], max
     """Clean tracks -> arrays of every usable window (see the module docstring); ``history``: reports fed to the
     model (:func:`window_features`)."""
     out: dict[str, list] = {k: [] for k in ("x", "mmsi", "t0", "lat0", "lon0", "sog0", "cog0", "true_lat",
-                                            "true_lon", "prev_en", "prev_dt", "omega")}
+                                            "true_lon", "prev_en", "prev_dt", "omega", "hist")}
     no_motion = 0
+    n_hist = max(lookback, history or lookback)
     hz = np.asarray(horizons, dtype=np.float64)
     for mmsi, g in df.groupby("mmsi", sort=True):
         if len(g) < lookback + 1:
@@ -152,6 +166,7 @@ def make_windows(df: pd.DataFrame, lookback: int, horizons: tuple[int, ...], max
             out["prev_en"].append([e[-2], n[-2]])
             out["prev_dt"].append(t[i - 1] - t[i])
             out["omega"].append(turn_rate(t, hdg, cog, i, rot=rot))
+            out["hist"].append(raw_history(t, sog, cog, rot, e, n, i, n_hist))
     if not out["x"]:
         return {}
     return {k: np.asarray(v, dtype=np.float32 if k == "x" else np.float64 if k != "mmsi" else np.int64)
@@ -178,6 +193,12 @@ def mirrored(s: dict) -> dict:
     for k in ("true_en", "dr", "base", "prev_en"):
         if k in s:
             out[k] = reflect(s[k])
+    if "hist" in s:  # raw reports: positions reflected, courses mirrored about the last course, turns reversed
+        h = s["hist"].copy()
+        h[..., :2] = reflect(h[..., :2])
+        h[..., 4] = (2 * s["cog0"][:, None] - h[..., 4]) % 360
+        h[..., 5] *= -1
+        out["hist"] = h
     return out
 
 
@@ -266,6 +287,7 @@ class AISData(pl.LightningDataModule):
         for name, idx in parts.items():
             self.sets[name] = {k: v[idx] for k, v in w.items()} | {"dr": dr_all[idx], "true_en": true_all[idx]}
         self.turn_tau = self._choose_turn_tau()
+        self.kalman = kalman.tune(self.sets["val"], self.horizons)  # the filters' noise levels, on validation
         for v in self.sets.values():
             v["base"] = base_displacement(self.base, v["sog0"], v["cog0"], v["omega"], self.horizons, self.turn_tau)
         if self.mirror:
@@ -287,8 +309,8 @@ class AISData(pl.LightningDataModule):
     def _assign(self, w: dict) -> dict[str, np.ndarray]:
         kind, _, arg = self.split.partition(":")
         fold = vessel_fold(w["mmsi"]) % 5
-        sub = vessel_fold(w["mmsi"], salt="val") % 8
         k = int(arg or 0)
+        sub = vessel_fold(w["mmsi"], salt=f"val{k}") % 8  # each fold its own validation vessels
         test, val = fold == k, (fold != k) & (sub == 0)
         train = ~test & ~val
         if kind == "time":

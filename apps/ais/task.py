@@ -131,10 +131,11 @@ class KeepBestMembers(pl.Callback):
         return {f"member{k}_best_val_m": v for k, v in enumerate(getattr(self, "best", []))}
 
 
-def score_windows(pred: np.ndarray, s: dict, horizons, prefix: str = "test", turn_tau: float = 0.0) -> dict:
+def score_windows(pred: np.ndarray, s: dict, horizons, prefix: str = "test", turn_tau: float = 0.0,
+                  kalman_params: dict | None = None) -> dict:
     """Haversine errors and RPD of ``pred`` [W, H, 2] and of the baselines on the same windows ``s``."""
     out = {}
-    for name, disp in {prefix: pred, **baselines(s, horizons, turn_tau)}.items():
+    for name, disp in {prefix: pred, **baselines(s, horizons, turn_tau, kalman_params)}.items():
         err = position_errors(disp, s["lat0"], s["lon0"], s["true_lat"], s["true_lon"])
         r = rpd(disp, s["true_en"])
         for i, h in enumerate(horizons):

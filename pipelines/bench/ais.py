@@ -6,6 +6,12 @@ Sections:
   dead reckoning on the same windows (mean ± std over folds) and the RPD (predict-zero = 200 %). Models are
   trained by the runner's own code path (best validation epoch), without MLflow logging per model.
   ``--ensemble`` adds each model's seed ensemble: the mean of its seeds' predicted displacements, scored alike.
+  The Kalman CV and CTRV filters' noise levels are chosen on each fold's validation vessels.
+- ``paired``: the same trainings pooled over the folds (every vessel tested once): per horizon, each method's change
+  vs dead reckoning on the same windows with a 95 % interval from a bootstrap over vessels (windows of one vessel
+  are resampled together), the vessel-weighted change (each vessel counts once), and the change on turning and on
+  straight windows (turning: the true position at the longest horizon lies more than 10 degrees off the last
+  COG). A learned model's per-window error is the mean over its seeds.
 - ``lengths``: the paper's comparison by sequence length (its Table: short / medium / long message sequences):
   every learned model on the same folds with windows of ``--lookbacks`` reports; per length, the error at the
   longest horizon, its change vs dead reckoning on the same windows, and the RPD. Windows need ``L`` reports of
@@ -30,9 +36,13 @@ from apps.ais.nmea import read
 from pipelines.ais import AISJob
 from pipelines.runner import Predictions
 from pipelines.bench.sections import add_common, bench_main, check_sections, job_data, parse_quick, train
+from pipelines.bench.stats import ratio_interval
 from pipelines.bench.table import markdown, mean_std
+from apps.ais.baselines import baselines
+from apps.ais.metrics import position_errors
 
-SECTIONS = ("folds", "lengths", "ingest")
+SECTIONS = ("folds", "paired", "lengths", "ingest")
+TURNING_DEG = 10.0
 
 
 def _recipe(a, name: str) -> tuple[dict, float]:
@@ -75,7 +85,7 @@ def _ensemble(dm, preds: list[dict]) -> dict:
 
 def _fold_runs(a, lookback: int, history: int) -> tuple[dict, list]:
     """Train every model on every fold (and seed) -> ({model: {metric: [(fold, value)]}}, [(windows, vessels)]);
-    once per (lookback, history) and process."""
+    once per (lookback, history) and process. The per-window errors go to ``a.windows[(lookback, history)]``."""
     cache = a.__dict__.setdefault("fold_runs", {})
     if (lookback, history) not in cache:
         cache[lookback, history] = _train_folds(a, lookback, history)
@@ -85,10 +95,17 @@ def _fold_runs(a, lookback: int, history: int) -> tuple[dict, list]:
 def _train_folds(a, lookback: int, history: int) -> tuple[dict, list]:
     per: dict[str, dict[str, list]] = {}
     counts = []
+    windows = a.__dict__.setdefault("windows", {}).setdefault((lookback, history), [])
     for k in a.folds:
         data = _data_options(a, lookback, history, k)
         dm = job_data(AISJob(), {"data": data, "model": {"members": a.members}})
-        counts.append((len(dm.sets["test"]["x"]), len(np.unique(dm.sets["test"]["mmsi"]))))
+        s = dm.sets["test"]
+        counts.append((len(s["x"]), len(np.unique(s["mmsi"]))))
+        err = lambda d: position_errors(d, s["lat0"], s["lon0"], s["true_lat"], s["true_lon"])  # noqa: E731
+        off = np.rad2deg(np.arctan2(s["true_en"][:, -1, 0], s["true_en"][:, -1, 1])) - s["cog0"]
+        fold = {"mmsi": s["mmsi"], "turning": np.abs((off + 180) % 360 - 180) > TURNING_DEG,
+                "err": {n: err(d) for n, d in baselines(s, dm.horizons, dm.turn_tau, dm.kalman).items()}}
+        windows.append(fold)
         for name in a.models:
             preds = []
             for seed in a.seeds:
@@ -96,9 +113,11 @@ def _train_folds(a, lookback: int, history: int) -> tuple[dict, list]:
                 preds.append(p)
                 for key, v in m.items():
                     per.setdefault(name, {}).setdefault(key, []).append((k, v))
+            fold["err"][name] = np.mean([err(p["test"]) for p in preds], axis=0)
             if a.ensemble and len(preds) > 1:
                 for key, v in _ensemble(dm, preds).items():
                     per.setdefault(_ens(name, a), {}).setdefault(key, []).append((k, v))
+                fold["err"][_ens(name, a)] = err(np.mean([p["test"] for p in preds], axis=0))
         last = f"test_mean_m_{a.horizons[-1]}s"
         got = ", ".join(f"{n} {statistics.mean(v for f, v in per[n][last] if f == k):.1f}" for n in per)
         dr = m[f"dr_mean_m_{a.horizons[-1]}s"]
@@ -119,15 +138,14 @@ def folds(a) -> str:
     per, counts = _fold_runs(a, 10, _history(a))
     rows = []
     ref = per[a.models[0]]
-    for label, key in (("dead reckoning", "dr"), ("last position", "last"), ("constant velocity", "cv"),
-                       ("damped turn (tau chosen on val)", "turn")):
+    for label, key in BASELINES:
         rows.append([label] + [_cell(ref, f"{key}_mean_m_{h}s", ref, h, key) for h in a.horizons]
                     + [mean_std([v for _, v in ref[f"dr_rpd_{a.horizons[-1]}s"]], 1) if key == "dr" else "-"])
     for name in _learned(a, per):
         rows.append([name] + [_cell(per[name], f"test_mean_m_{h}s", per[name], h, "test") for h in a.horizons]
                     + [mean_std([v for _, v in per[name][f"test_rpd_{a.horizons[-1]}s"]], 1),
                        f"{statistics.mean(v for _, v in per[name]['val_mean_m']):.2f}"])
-    rows[:4] = [r + ["-"] for r in rows[:4]]
+    rows[:len(BASELINES)] = [r + ["-"] for r in rows[:len(BASELINES)]]
     head = ["method"] + [f"+{h} s mean m (vs DR)" for h in a.horizons] + [f"RPD +{a.horizons[-1]} s %",
                                                                           "val mean m (choice)"]
     n_w, n_v = sum(c[0] for c in counts), sum(c[1] for c in counts)
@@ -143,6 +161,42 @@ def folds(a) -> str:
             f"of the chosen epochs, mean over folds and seeds, what training choices are made on"
             + ("; a seed-ensemble row averages the seeds' predicted displacements per window (one ensemble per "
                "fold, so its ± is over folds only)." if a.ensemble else "."))
+
+
+BASELINES = (("dead reckoning", "dr"), ("last position", "last"), ("constant velocity, last two fixes", "cv"),
+             ("damped turn (tau chosen on val)", "turn"), ("Kalman CV (tuned on val)", "kalman_cv"),
+             ("Kalman CTRV (tuned on val)", "kalman_ctrv"))
+
+
+def paired(a) -> str:
+    """The ``folds`` trainings pooled over folds: change vs dead reckoning with 95 % intervals over vessels."""
+    _fold_runs(a, 10, _history(a))
+    ws = a.windows[10, _history(a)]
+    mmsi, turning = np.concatenate([w["mmsi"] for w in ws]), np.concatenate([w["turning"] for w in ws])
+    methods = [m for m in ws[0]["err"] if m not in ("dr", "last", "cv")]
+    err = {m: np.concatenate([w["err"][m] for w in ws]) for m in ["dr", *methods]}
+    rows = []
+    for m in methods:
+        row = [dict((k, lab) for lab, k in BASELINES).get(m, m)]
+        for i, h in enumerate(a.horizons):
+            est, lo, hi = ratio_interval(err[m][:, i], err["dr"][:, i], mmsi)
+            row.append(f"{err[m][:, i].mean():.1f} ({est:+.1f} % [{lo:+.1f}, {hi:+.1f}])")
+        i = len(a.horizons) - 1
+        vw = ratio_interval(err[m][:, i], err["dr"][:, i], mmsi, weight="group")
+        row.append(f"{vw[0]:+.1f} % [{vw[1]:+.1f}, {vw[2]:+.1f}]")
+        for part in (turning, ~turning):
+            e = ratio_interval(err[m][part, i], err["dr"][part, i], mmsi[part])
+            row.append(f"{e[0]:+.1f} % [{e[1]:+.1f}, {e[2]:+.1f}]")
+        rows.append(row)
+    h = a.horizons[-1]
+    head = (["method"] + [f"+{x} s mean m (vs DR, 95 % CI)" for x in a.horizons]
+            + [f"+{h} s vessel-weighted", f"+{h} s turning", f"+{h} s straight"])
+    dr = ", ".join(f"+{x} s {err['dr'][:, i].mean():.1f} m" for i, x in enumerate(a.horizons))
+    return (markdown(head, rows) + f"\n\nPooled over folds {a.folds}: {len(mmsi)} test windows from "
+            f"{len(np.unique(mmsi))} vessels ({turning.sum()} turning: the true +{h} s position more than "
+            f"{TURNING_DEG:g} degrees off the last COG); dead reckoning {dr}. Intervals: 2,000 bootstrap resamples "
+            f"of vessels (a vessel's windows together), percentile 95 %; a learned model's window error is the mean "
+            f"over seeds {a.seeds}; baselines' constants chosen on each fold's validation vessels.")
 
 
 def lengths(a) -> str:

@@ -193,7 +193,17 @@ def test_ais_bench_quick_folds_lengths_and_ingest(bench_cli):
 
     res = bench_cli("ais", "--quick", "--folds", "1", "--models", "gru", "--epochs", "2", "--reps", "1")
     assert res.returncode == 0, res.stderr[-2000:]
-    rows = {ln.split("|")[1].strip(): ln for ln in res.stdout.splitlines() if ln.startswith("| ")}
+    sections = {part.split(" ", 1)[0]: part for part in res.stdout.split("\n## ")[1:]}
+    assert set(sections) == {"folds", "paired", "lengths", "ingest"}
+    paired = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]]
+              for ln in sections["paired"].splitlines() if ln.startswith("| ")}
+    assert {"gru", "Kalman CV (tuned on val)", "Kalman CTRV (tuned on val)"} <= set(paired)
+    ci = re.compile(r"^\d+\.\d \(([-+]\d+\.\d) % \[([-+]\d+\.\d), ([-+]\d+\.\d)\]\)$")
+    for cell in paired["gru"][:3]:  # m (change vs DR % [95 % interval]), the estimate inside its interval
+        est, lo, hi = map(float, ci.match(cell).groups())
+        assert lo <= est <= hi
+    rows = {ln.split("|")[1].strip(): ln for ln in (sections["folds"] + sections["ingest"]).splitlines()
+            if ln.startswith("| ")}
     gru = [c.strip() for c in rows["gru"].split("|")[2:-1]]
     assert all(re.match(r"^\d+\.\d \([-+]?\d+\.\d( ± \d+\.\d)? %\)$", c) for c in gru[:3]), gru  # m (vs DR)
     assert float(rows["dead reckoning"].split("|")[2]) > 0

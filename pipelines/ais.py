@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import pandas as pd
 
 from apps.ais.data import FEATURES, AISData
 from apps.ais.models import MODELS, build_model, model_class
@@ -70,7 +69,8 @@ class AISJob(Job):
         """Haversine errors and RPD per horizon of the model and of the physical baselines on the same test
         windows; ``val_mean_m``: the model's validation error (local-frame metres, as ``val_loss``)."""
         val = predictions["val"].in_order()
-        return {**score_windows(predictions["test"].in_order(), dm.sets["test"], dm.horizons, turn_tau=dm.turn_tau),
+        return {**score_windows(predictions["test"].in_order(), dm.sets["test"], dm.horizons, turn_tau=dm.turn_tau,
+                              kalman_params=dm.kalman),
                 "val_mean_m": float(np.linalg.norm(val - dm.sets["val"]["true_en"], axis=-1).mean())}
 
     def predictor(self, task, dm, cfg):

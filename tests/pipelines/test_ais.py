@@ -27,7 +27,10 @@ def test_pipeline_logs_metrics_figure_and_a_model_that_predicts():
     assert r.info.status == "FINISHED"
     for h in (30, 60, 120):
         assert {f"test_mean_m_{h}s", f"test_median_m_{h}s", f"dr_mean_m_{h}s", f"test_rpd_{h}s"} <= set(r.data.metrics)
-        assert 0 < r.data.metrics[f"test_mean_m_{h}s"] < 5 * r.data.metrics[f"dr_mean_m_{h}s"]
+        # the model corrects dead reckoning from a zero correction: a few steps already sit at or below it (measured
+        # 0.998 x at every horizon); a sign or unit error in the correction lands far above
+        assert 0 < r.data.metrics[f"test_mean_m_{h}s"] < 1.02 * r.data.metrics[f"dr_mean_m_{h}s"]
+        assert {f"kalman_cv_mean_m_{h}s", f"kalman_ctrv_mean_m_{h}s"} <= set(r.data.metrics)
     assert r.data.metrics["dr_mean_m_120s"] > r.data.metrics["dr_mean_m_30s"]
     assert int(r.data.params["data.ingest_messages"]) == 26077 and r.data.params["data.split"] == "vessel:0"
     arts = {a.path for a in MlflowClient(tracking.tracking_uri()).list_artifacts(r.info.run_id)}

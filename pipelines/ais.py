@@ -83,13 +83,16 @@ class AISJob(Job):
 
     def signature(self, example, output):
         """mmsi, time, lat, lon required; sog, cog, heading, rate of turn and status optional (derived or left out
-        as in training)."""
+        as in training); params ``as_of`` (unix s; -1: the newest report) and ``max_age`` (s)."""
         from mlflow.models.signature import ModelSignature, infer_signature
         from mlflow.types.schema import ColSpec, Schema
 
+        from mlflow.types.schema import ParamSchema, ParamSpec
+
         sig = infer_signature(example, output)
         cols = [ColSpec(c.type, c.name, required=c.name in ("mmsi", "time", "lat", "lon")) for c in sig.inputs.inputs]
-        return ModelSignature(Schema(cols), sig.outputs)
+        params = ParamSchema([ParamSpec("as_of", "double", -1.0), ParamSpec("max_age", "double", 60.0)])
+        return ModelSignature(Schema(cols), sig.outputs, params)
 
     def data_params(self, dm) -> dict:
         return {f"data.{k}": v for k, v in dm.fingerprint().items()}

@@ -18,7 +18,8 @@ class PredictorModel(mlflow.pyfunc.PythonModel):
         self.predictor = predictor
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        return self.predictor.predict(model_input)
+        """``params``: the predictor's options its signature declares (the AIS ``as_of``, ``max_age``)."""
+        return self.predictor.predict(model_input, **(params or {}))
 
 
 def requirements(extra: tuple[str, ...] = ()) -> list[str]:

@@ -21,7 +21,17 @@ def _runs():
     return [] if exp is None else c.search_runs([exp.experiment_id])
 
 
-def test_pipeline_logs_metrics_figure_and_a_model_that_predicts():
+def test_positions_at_offsets_interpolate_and_continue_at_the_last_rate():
+    import numpy as np
+
+    from apps.ais.predict import at_offsets
+
+    disp = np.array([[30.0, 0.0], [60.0, 10.0], [120.0, 40.0]])  # at 30, 60, 120 s
+    got = at_offsets(disp, (30, 60, 120), np.array([0.0, 15.0, 45.0, 120.0, 150.0]))
+    np.testing.assert_allclose(got, [[0, 0], [15, 0], [45, 5], [120, 40], [150, 55]])
+
+
+def test_pipeline_logs_metrics_figure_and_a_model_that_predicts(tmp_path, capsys, data_root):
     result = run(AISJob(), FAST + ["--model.hidden", "16", "--model.channels", "16"])
     (r,) = _runs()
     assert r.info.status == "FINISHED"
@@ -45,6 +55,23 @@ def test_pipeline_logs_metrics_figure_and_a_model_that_predicts():
     assert list(ok.horizon_s) == [30, 60, 120] and ok.lat.between(54, 58).all()
     few = out[out.mmsi == 1]
     assert len(few) == 3 and few.status.str.startswith("too few reports").all()
+    # a raw NMEA log served by the CLI: every vessel from one as-of time; stale and short tracks say why
+    import gzip
+
+    from pipelines.predict import main as predict_main
+
+    with gzip.open(data_root / "ais" / "dma_ais_sample_20131112.nmea.gz", "rb") as f:
+        head = b"".join(line for _, line in zip(range(30000), f))
+    log = tmp_path / "feed.nmea"
+    log.write_bytes(head)
+    capsys.readouterr()
+    assert predict_main(["models:/ais@champion", str(log), "--max-age", "20", "-o", str(tmp_path / "out.csv")]) == 0
+    out = pd.read_csv(tmp_path / "out.csv")
+    ok = out[out.status.str.startswith("ok")]
+    assert len(ok) > 30 and out.status.str.startswith("stale: last report").any()
+    assert out.status.str.startswith("too few reports").any()
+    as_of = pd.to_datetime(out.time, format="ISO8601") - pd.to_timedelta(out.horizon_s, unit="s")
+    assert as_of.nunique() == 1  # one common as-of time for every vessel and horizon
     # retrain scoring reproduces the logged errors on the same windows
     score = AISJob().score(model.unwrap_python_model().predictor, job_dm)
     logged = sum(r.data.metrics[f"test_mean_m_{h}s"] for h in (30, 60, 120)) / 3

@@ -73,103 +73,112 @@ def vessel_fold(mmsi: np.ndarray, salt: str = "") -> np.ndarray:
     return np.array([int(hashlib.md5(f"{salt}{m}".encode()).hexdigest()[:8], 16) for m in mmsi], dtype=np.int64)
 
 
+def features_at(t, lat, lon, sog, cog, hdg, ends: np.ndarray, n_hist: int, rot=None, status=None):
+    """The windows of one vessel's arrays ending at reports ``ends`` [W], vectorised -> (x[W, n_hist, F] features
+    (see the module docstring), east[W, n_hist], north[W, n_hist] metres from each window's last report, real[W,
+    n_hist] False on the rows that repeat a short track's first report). ``rot`` (deg/min as reported) and
+    ``status`` (codes): NaN or None where not available."""
+    ends = np.asarray(ends, dtype=np.int64)
+    rows = ends[:, None] - (n_hist - 1) + np.arange(n_hist)[None]  # [W, n_hist], oldest first
+    real = rows >= 0
+    idx = np.maximum(rows, 0)  # a short track's first report, repeated in front (its gap is 0)
+    last = ends[:, None]
+    e, n = to_local(lat[idx], lon[idx], lat[last], lon[last])
+    gap = np.where(idx >= 1, t[idx] - t[np.maximum(idx - 1, 0)], 0.0)
+    gap[:, 0] = np.where(rows[:, 0] >= 1, gap[:, 0], 0.0)  # a window's oldest report: the gap before it, if any
+    course = np.where(np.isnan(cog[idx]), cog[last], cog[idx])  # a vessel's first fix may have none
+    h = np.where(np.isnan(hdg[idx]), course, hdg[idx])
+    c, hh = np.deg2rad(course - cog[last]), np.deg2rad(h - cog[last])
+    cross, along = to_track_frame(e, n, cog[last])
+    r = np.full(idx.shape, np.nan) if rot is None else np.asarray(rot, dtype=float)[idx]
+    st = np.full(idx.shape, np.nan) if status is None else np.asarray(status, dtype=float)[idx]
+    x = np.stack([cross / 1000, along / 1000, (t[idx] - t[last]) / 60, gap / 60, np.nan_to_num(sog[idx]) * KNOT / 10,
+                  np.sin(c), np.cos(c), np.sin(hh), np.cos(hh), (~np.isnan(hdg[idx])).astype(float),
+                  np.nan_to_num(r) / 60, (~np.isnan(r)).astype(float),
+                  *(np.isin(st, g).astype(float) for g in STATUS_GROUPS)], -1)
+    return x, e, n, real
+
+
 def window_features(t, lat, lon, sog, cog, hdg, i: int, lookback: int, history: int | None = None, rot=None,
                     status=None):
-    """Features [max(L, history), F] of the window of one vessel's arrays ending at report i (see the module
-    docstring): the last ``history`` reports (default ``lookback``), fewer where the track is shorter, front-padded
-    by repeating its first report; and the real reports' east / north metres from report i. ``rot`` (deg/min as
-    reported) and ``status`` (codes): NaN or None where not available."""
-    n_hist = max(lookback, history or lookback)
-    k = min(n_hist, i + 1)
-    s = slice(i - k + 1, i + 1)
-    e, n = to_local(lat[s], lon[s], lat[i], lon[i])
-    gap = np.diff(t[max(0, i - k):i + 1])
-    gap = np.r_[np.zeros(k - len(gap)), gap]
-    course = np.where(np.isnan(cog[s]), cog[i], cog[s])  # a vessel's first fix may have none
-    h = np.where(np.isnan(hdg[s]), course, hdg[s])
-    c, hh = np.deg2rad(course - cog[i]), np.deg2rad(h - cog[i])
-    cross, along = to_track_frame(e, n, cog[i])
-    r = np.full(k, np.nan) if rot is None else np.asarray(rot[s], dtype=float)
-    st = np.full(k, np.nan) if status is None else np.asarray(status[s], dtype=float)
-    x = np.stack([cross / 1000, along / 1000, (t[s] - t[i]) / 60, gap / 60, np.nan_to_num(sog[s]) * KNOT / 10,
-                  np.sin(c), np.cos(c), np.sin(hh), np.cos(hh), (~np.isnan(hdg[s])).astype(float),
-                  np.nan_to_num(r) / 60, (~np.isnan(r)).astype(float),
-                  *(np.isin(st, g).astype(float) for g in STATUS_GROUPS)], 1)
-    if k < n_hist:
-        x = np.concatenate([np.repeat(x[:1], n_hist - k, 0), x])  # the track's first report (its gap is 0)
-    return x, e, n
+    """One window (:func:`features_at` at report i): features [max(L, history), F] and the real reports' east /
+    north metres from report i."""
+    x, e, n, real = features_at(t, lat, lon, sog, cog, hdg, np.array([i]), max(lookback, history or lookback), rot,
+                                status)
+    return x[0], e[0][real[0]], n[0][real[0]]
 
 
-def raw_history(t, sog, cog, rot, e, n, i: int, n_hist: int) -> np.ndarray:
-    """[n_hist, 6] of the reports ending at i: east, north (m from report i), time (s before i), SOG, COG, rate of
-    turn (deg/min) as reported; NaN rows before a short track's first report (what the Kalman baselines filter)."""
-    k = len(e)
-    s = slice(i - k + 1, i + 1)
-    r = np.full(k, np.nan) if rot is None else rot[s]
-    h = np.stack([e, n, t[s] - t[i], sog[s], cog[s], r], 1)
-    return np.concatenate([np.full((n_hist - k, 6), np.nan), h]) if k < n_hist else h
+def turn_rates(t, hdg, cog, ends: np.ndarray, min_dt: float = 5.0, max_dt: float = 40.0, rot=None) -> np.ndarray:
+    """Rate of turn at reports ``ends`` (deg/s): the reported one (``rot``, deg/min) where there is one, else from
+    the heading (COG where the heading at the report is not available) of the latest earlier report at least
+    ``min_dt`` and at most ``max_dt`` seconds before that has one; 0 when there is none."""
+    ends = np.asarray(ends, dtype=np.int64)
+    use_hdg = ~np.isnan(hdg[ends])
+    j = np.searchsorted(t, t[ends] - min_dt, side="right") - 1  # the latest report >= min_dt before
+    out = np.zeros(len(ends))
+    for src, which in ((hdg, use_hdg), (cog, ~use_hdg)):
+        valid = ~np.isnan(src)
+        latest = np.maximum.accumulate(np.where(valid, np.arange(len(t)), -1))  # latest valid index up to k
+        jj = np.where(j >= 0, latest[np.maximum(j, 0)], -1)
+        ok = which & (jj >= 0) & (t[ends] - t[np.maximum(jj, 0)] <= max_dt)
+        d = ((src[ends] - src[np.maximum(jj, 0)] + 180) % 360 - 180) / (t[ends] - t[np.maximum(jj, 0)] + 1e-300)
+        out = np.where(ok, d, out)
+    if rot is not None:
+        r = np.asarray(rot, dtype=float)[ends]
+        out = np.where(np.isnan(r), out, r / 60.0)
+    return out
 
 
 def turn_rate(t, hdg, cog, i: int, min_dt: float = 5.0, max_dt: float = 40.0, rot=None) -> float:
-    """Rate of turn at report i (deg/s): the reported one (``rot``, deg/min) where there is one, else from the
-    heading (COG where heading is not available) of the latest earlier report at least ``min_dt`` and at most
-    ``max_dt`` seconds before; 0 when there is none."""
-    if rot is not None and not np.isnan(rot[i]):
-        return float(rot[i]) / 60.0
-    src = hdg if not np.isnan(hdg[i]) else cog
-    for j in range(i - 1, -1, -1):
-        dt = t[i] - t[j]
-        if dt > max_dt:
-            break
-        if dt >= min_dt and not np.isnan(src[j]):
-            return float(((src[i] - src[j] + 180) % 360 - 180) / dt)
-    return 0.0
+    """:func:`turn_rates` at one report i."""
+    return float(turn_rates(t, hdg, cog, np.array([i]), min_dt, max_dt, rot)[0])
 
 
 def make_windows(df: pd.DataFrame, lookback: int, horizons: tuple[int, ...], max_gap: float, min_sog: float,
                  history: int | None = None) -> dict:
-    """Clean tracks -> arrays of every usable window (see the module docstring); ``history``: reports fed to the
-    model (:func:`window_features`)."""
-    out: dict[str, list] = {k: [] for k in ("x", "mmsi", "t0", "lat0", "lon0", "sog0", "cog0", "true_lat",
-                                            "true_lon", "prev_en", "prev_dt", "omega", "hist")}
+    """Clean tracks -> arrays of every usable window (see the module docstring), vectorised per vessel;
+    ``history``: reports fed to the model (:func:`features_at`)."""
+    keys = ("x", "mmsi", "t0", "lat0", "lon0", "sog0", "cog0", "true_lat", "true_lon", "prev_en", "prev_dt", "omega",
+            "hist")
+    out: dict[str, list] = {k: [] for k in keys}
     no_motion = 0
     n_hist = max(lookback, history or lookback)
     hz = np.asarray(horizons, dtype=np.float64)
-    for mmsi, g in df.groupby("mmsi", sort=True):
-        if len(g) < lookback + 1:
+    sizes = df.groupby("mmsi", sort=True).size()
+    starts = np.r_[0, np.cumsum(sizes.to_numpy())]
+    df = df.sort_values(["mmsi", "time"], kind="stable")
+    cols = {c: df[c].to_numpy(dtype=float) if c in df else None
+            for c in ("time", "lat", "lon", "sog", "cog", "heading", "rot", "status")}
+    for v, (a, b) in enumerate(zip(starts[:-1], starts[1:])):
+        if b - a < lookback + 1:
             continue
-        t, lat, lon = g.time.to_numpy(), g.lat.to_numpy(), g.lon.to_numpy()
-        sog, cog, hdg = g.sog.to_numpy(), g.cog.to_numpy(), g.heading.to_numpy()
-        rot = g.rot.to_numpy() if "rot" in g else None
-        status = g.status.to_numpy() if "status" in g else None
-        for i in range(lookback - 1, len(g) - 1):
-            if np.isnan(sog[i]) or np.isnan(cog[i]):
-                no_motion += 1
-                continue
-            if not sog[i] >= min_sog:
-                continue
-            target = t[i] + hz
-            j = np.searchsorted(t, target, side="right") - 1
-            if np.any(j + 1 >= len(t)) or np.any(t[np.minimum(j + 1, len(t) - 1)] - t[j] > max_gap):
-                continue
-            w = (target - t[j]) / np.maximum(t[j + 1] - t[j], 1e-9)
-            x, e, n = window_features(t, lat, lon, sog, cog, hdg, i, lookback, history, rot, status)
-            out["x"].append(x)
-            out["mmsi"].append(mmsi)
-            out["t0"].append(t[i])
-            out["lat0"].append(lat[i])
-            out["lon0"].append(lon[i])
-            out["sog0"].append(sog[i])
-            out["cog0"].append(cog[i])
-            out["true_lat"].append(lat[j] + w * (lat[j + 1] - lat[j]))
-            out["true_lon"].append(lon[j] + w * (lon[j + 1] - lon[j]))
-            out["prev_en"].append([e[-2], n[-2]])
-            out["prev_dt"].append(t[i - 1] - t[i])
-            out["omega"].append(turn_rate(t, hdg, cog, i, rot=rot))
-            out["hist"].append(raw_history(t, sog, cog, rot, e, n, i, n_hist))
+        t, lat, lon, sog, cog, hdg, rot, status = (None if x is None else x[a:b] for x in cols.values())
+        i = np.arange(lookback - 1, b - a - 1)
+        moving = ~np.isnan(sog[i]) & ~np.isnan(cog[i])
+        no_motion += int((~moving).sum())
+        i = i[moving & (sog[i] >= min_sog)]
+        target = t[i, None] + hz[None]
+        j = np.searchsorted(t, target, side="right") - 1  # [W, H]
+        inside = (j + 1 < len(t)).all(1)
+        jn = np.minimum(j + 1, len(t) - 1)
+        i, j, jn, target = (x[inside & (t[jn] - t[j] <= max_gap).all(1)] for x in (i, j, jn, target))
+        if not len(i):
+            continue
+        w = (target - t[j]) / np.maximum(t[jn] - t[j], 1e-9)
+        x, e, n, real = features_at(t, lat, lon, sog, cog, hdg, i, n_hist, rot, status)
+        at = np.maximum(i[:, None] - (n_hist - 1) + np.arange(n_hist), 0)
+        r = np.full(len(t), np.nan) if rot is None else rot
+        hist = np.stack([e, n, t[at] - t[i, None], sog[at], cog[at], r[at]], -1)
+        hist[~real] = np.nan  # the raw history has no padding: the Kalman filters skip NaN rows
+        for k, val in (("x", x), ("mmsi", np.full(len(i), sizes.index[v])), ("t0", t[i]), ("lat0", lat[i]),
+                       ("lon0", lon[i]), ("sog0", sog[i]), ("cog0", cog[i]),
+                       ("true_lat", lat[j] + w * (lat[jn] - lat[j])), ("true_lon", lon[j] + w * (lon[jn] - lon[j])),
+                       ("prev_en", np.stack([e[:, -2], n[:, -2]], 1)), ("prev_dt", t[i - 1] - t[i]),
+                       ("omega", turn_rates(t, hdg, cog, i, rot=rot)), ("hist", hist)):
+            out[k].append(val)
     if not out["x"]:
         return {}
-    return {k: np.asarray(v, dtype=np.float32 if k == "x" else np.float64 if k != "mmsi" else np.int64)
+    return {k: np.concatenate(v).astype(np.float32 if k == "x" else np.float64 if k != "mmsi" else np.int64)
             for k, v in out.items()} | {"no_motion": no_motion}
 
 

@@ -220,3 +220,20 @@ def test_lightning_can_give_the_stream_batches_a_distributed_sampler():
     assert [len(b) for b in batches] == [12, 12, 6]
     chunks = [sum((b[k * len(b) // 3: (k + 1) * len(b) // 3] for b in batches), []) for k in range(3)]
     assert all(sorted(c) == list(range(1, 20, 2)) for c in chunks)
+
+
+def test_vectorised_windows_equal_the_per_window_loop(dm):
+    """make_windows (vectorised per vessel) against the loop it replaced (tests/apps/ais/reference_windows.py), on
+    the real DMA tracks: every array, every window, the same order; and the short-track padding at history 20."""
+    from apps.ais.data import make_windows
+    from tests.apps.ais import reference_windows as ref
+
+    for lookback, history in ((10, 20), (5, 5)):
+        got = make_windows(dm.tracks, lookback, dm.horizons, dm.max_gap, dm.min_sog, history)
+        want = ref.make_windows(dm.tracks, lookback, dm.horizons, dm.max_gap, dm.min_sog, history)
+        assert got.keys() == want.keys() and len(got["x"]) > 1000
+        for k in want:
+            if k == "no_motion":
+                assert got[k] == want[k]
+            else:
+                np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-6, equal_nan=True, err_msg=k)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import calendar
 import gzip
 import io
+import itertools
 import re
 import zipfile
 from collections import Counter
@@ -302,29 +303,62 @@ def parse_columns(spec: str | dict | None) -> dict | None:
     return out
 
 
+CHUNK_ROWS = 250_000  # a CSV is read this many rows at a time: memory follows the reports kept, not the text
+
+
 def read_csv(path: Path, columns: dict | None = None, time_format: str | None = None,
-             opener=None) -> tuple[pd.DataFrame, IngestStats]:
-    """A DMA / NOAA CSV (recognised by its header) or one whose columns are named -> (position reports, stats).
-    With named columns the id is the user's (any integers, or any text, numbered 1, 2, ... in order of appearance)
-    and is not held to the MMSI rule. Rows with a value that does not parse are skipped and counted."""
+             opener=None, chunk_rows: int = CHUNK_ROWS) -> tuple[pd.DataFrame, IngestStats]:
+    """A DMA / NOAA CSV (recognised by its header) or one whose columns are named -> (position reports, stats), read
+    in chunks of ``chunk_rows``. With named columns the id is the user's (integers, or text numbered 1, 2, ... in
+    order of appearance: decided by the first chunk) and is not held to the MMSI rule. Rows with a value that does
+    not parse are skipped and counted."""
     with (opener or (lambda: _open(path)))() as f:
-        text = f.read().decode("utf-8-sig", errors="replace")
-    try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise DataError(f"{path}: not a readable CSV ({e})") from e
+        text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="replace")
+        try:
+            chunks = pd.read_csv(text, dtype=str, keep_default_na=False, chunksize=chunk_rows)
+            first = next(chunks)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, StopIteration) as e:
+            raise DataError(f"{path}: not a readable CSV ({e or 'no rows'})") from e
+        header = list(first.columns)
+        layout = dict(columns) if columns else next((dict(v) for v in CSV_LAYOUTS.values()
+                                                     if all(v[k] in header for k in ("id", "time", "lat", "lon"))),
+                                                    None)
+        if layout is None:
+            raise DataError(f"{path}: unknown CSV layout (columns {header[:8]}...); name the columns with "
+                            f"--data.columns id=COL,time=COL,lat=COL,lon=COL[,sog=COL,cog=COL]")
+        fmt = time_format or layout.pop("time_format", None)
+        layout.pop("time_format", None)
+        missing = [f"{k}={layout[k]!r}" for k in ("id", "time", "lat", "lon") if layout.get(k) not in header]
+        if missing:
+            raise DataError(f"{path}: line 1: required column(s) {', '.join(missing)} not in the header {header}")
+        st, frames, line = IngestStats(lines=1), [], 2
+        text_ids: dict | None = None  # user ids that are not integers: text -> number, across chunks
+        if columns:
+            raw = first[layout["id"]].str.strip()
+            num = pd.to_numeric(raw, errors="coerce")
+            text_ids = {} if num.isna().any() or (num % 1 != 0).any() else None
+        try:
+            for df in itertools.chain([first], chunks):
+                frames.append(_csv_chunk(df, layout, fmt, text_ids, line, st, path))
+                line += len(df)
+        except pd.errors.ParserError as e:
+            raise DataError(f"{path}: not a readable CSV after line {line} ({e})") from e
+    out = pd.concat(frames, ignore_index=True)
+    if out.empty:
+        raise DataError(f"{path}: no readable row ({st.bad_rows} rows; the first: {st.first_bad.split(': ', 1)[-1]})")
+    out["mmsi"] = out["mmsi"].astype("int64")
+    out["msg_type"] = np.int16(-1)
+    out["second"] = -1
+    st.position_reports = len(out)
+    return out[list(COLUMNS)], st
+
+
+def _csv_chunk(df: pd.DataFrame, layout: dict, fmt: str | None, text_ids: dict | None, line: int,
+               st: IngestStats, path: Path) -> pd.DataFrame:
+    """One chunk of CSV rows (the first at file line ``line``) -> its readable reports; ``st`` counts the rest."""
     header = list(df.columns)
-    layout = dict(columns) if columns else next((dict(v) for v in CSV_LAYOUTS.values()
-                                                 if all(v[k] in header for k in ("id", "time", "lat", "lon"))), None)
-    if layout is None:
-        raise DataError(f"{path}: unknown CSV layout (columns {header[:8]}...); name the columns with "
-                        f"--data.columns id=COL,time=COL,lat=COL,lon=COL[,sog=COL,cog=COL]")
-    fmt = time_format or layout.pop("time_format", None)
-    layout.pop("time_format", None)
-    missing = [f"{k}={layout[k]!r}" for k in ("id", "time", "lat", "lon") if layout.get(k) not in header]
-    if missing:
-        raise DataError(f"{path}: line 1: required column(s) {', '.join(missing)} not in the header {header}")
-    st = IngestStats(lines=len(df) + 1, messages=len(df))
+    st.lines += len(df)
+    st.messages += len(df)
     out = pd.DataFrame(index=df.index)
     bad = pd.Series("", index=df.index)  # why each skipped row was skipped (the first reason)
 
@@ -338,38 +372,28 @@ def read_csv(path: Path, columns: dict | None = None, time_format: str | None = 
             out[k] = np.nan
             continue
         raw = df[c].str.strip()
-        if k == "status" and not columns and c == CSV_LAYOUTS["dma"]["status"]:
+        if k == "status" and c == CSV_LAYOUTS["dma"]["status"] and layout.get("time") == CSV_LAYOUTS["dma"]["time"]:
             out[k] = raw.str.lower().map(STATUS_TEXT).astype("float64")  # text; one it does not know: not available
             continue
-        if k == "id" and columns:
-            num = pd.to_numeric(raw, errors="coerce")
-            if num.isna().any() or (num % 1 != 0).any():  # not integers: number the ids as they come
-                num = pd.Series(pd.factorize(raw)[0] + 1.0, index=df.index).where(raw != "")
+        if k == "id" and text_ids is not None:
+            num = raw.map(lambda v: text_ids.setdefault(v, len(text_ids) + 1) if v else np.nan).astype("float64")
         else:
             num = pd.to_numeric(raw, errors="coerce")
         unreadable = num.isna() & (raw != "") if k in ("sog", "cog", "heading", "rot", "status") else num.isna()
         for i in np.flatnonzero(unreadable.to_numpy())[:1]:
-            mark(unreadable, f"line {i + 2}, column {c!r}: {df[c].iloc[i]!r} is not a number")
+            mark(unreadable, f"line {line + i}, column {c!r}: {df[c].iloc[i]!r} is not a number")
         mark(unreadable, f"column {c!r}: not a number")
         out[k] = num.astype("float64")
     t = pd.to_datetime(df[layout["time"]].str.strip(), format=fmt, errors="coerce", utc=True)
     for i in np.flatnonzero(t.isna().to_numpy())[:1]:
-        mark(t.isna(), f"line {i + 2}, column {layout['time']!r}: {df[layout['time']].iloc[i]!r} is not a time"
+        mark(t.isna(), f"line {line + i}, column {layout['time']!r}: {df[layout['time']].iloc[i]!r} is not a time"
                        f"{f' in the format {fmt!r}' if fmt else ''} (--data.time_format)")
     out["time"] = (t - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds()
     skipped = (bad != "").to_numpy()
-    st.bad_rows = int(skipped.sum())
-    if st.bad_rows:
-        first = bad[bad != ""].iloc[0]
-        st.first_bad = f"{path}: {first}"
-        if st.bad_rows == len(df):
-            raise DataError(f"{path}: no readable row ({st.bad_rows} rows; the first: {first})")
-    out = out[~skipped].rename(columns={"id": "mmsi"})
-    out["mmsi"] = out["mmsi"].astype("int64")
-    out["msg_type"] = np.int16(-1)
-    out["second"] = -1
-    st.position_reports = len(out)
-    return out[list(COLUMNS)].reset_index(drop=True), st
+    if skipped.any():
+        st.bad_rows += int(skipped.sum())
+        st.first_bad = st.first_bad or f"{path}: {bad[skipped].iloc[0]}"
+    return out[~skipped].rename(columns={"id": "mmsi"})
 
 
 def read(path: str | Path, columns=None, time_format: str | None = None, time_source: str = "receive",

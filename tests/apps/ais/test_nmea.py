@@ -2,6 +2,7 @@
 import gzip
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from apps.ais.clean import clean
@@ -167,3 +168,19 @@ def test_text_ids_are_numbered_in_order_of_appearance(tmp_path):
                  "ALPHA,2024-01-01 00:00:10,55.0001,10.0\n")
     df, _ = read(p, columns="id=ship,time=ts,lat=y,lon=x")
     assert list(df.mmsi) == [1, 2, 1]
+
+
+def test_a_csv_read_in_chunks_equals_one_read_with_line_numbers_and_text_ids_across_chunks(ais, tmp_path):
+    from apps.ais.nmea import read_csv
+
+    noaa = ais / "noaa_marinecadastre_20230101_sample.csv"
+    whole, _ = read_csv(noaa)
+    parts, st = read_csv(noaa, chunk_rows=7)
+    pd.testing.assert_frame_equal(whole.reset_index(drop=True), parts.reset_index(drop=True))
+    assert st.lines == 1001 and st.position_reports == 1000
+    p = tmp_path / "named.csv"
+    p.write_text("ship,ts,y,x\nA,2024-01-01 00:00:00,55.0,10.0\nB,2024-01-01 00:00:05,55.1,10.0\n"
+                 "C,2024-01-01 00:00:06,55.1,oops\nA,2024-01-01 00:00:10,55.0001,10.0\nB,2024-01-01 00:00:15,55.1,10.0\n")
+    df, st = read_csv(p, {"id": "ship", "time": "ts", "lat": "y", "lon": "x"}, chunk_rows=2)
+    assert list(df.mmsi) == [1, 2, 1, 2] and st.bad_rows == 1
+    assert st.first_bad.endswith("line 4, column 'x': 'oops' is not a number")

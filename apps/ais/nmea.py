@@ -45,6 +45,9 @@ from core.datadir import DataError
 
 POSITION_TYPES = (1, 2, 3, 18, 19, 27)
 COLUMNS = ("mmsi", "time", "lat", "lon", "sog", "cog", "heading", "rot", "status", "msg_type", "second")
+DTYPES = {"mmsi": np.int64, "msg_type": np.int16, "second": np.int64} | {
+    k: np.float64 for k in ("time", "lat", "lon", "sog", "cog", "heading", "rot", "status")}
+BLOCK = 65_536  # position reports decoded between two conversions to arrays
 _TRAILING_TIME = re.compile(rb"^(!.*\*[0-9A-Fa-f]{2}),(\d{9,13}(?:\.\d+)?)$")
 
 
@@ -156,6 +159,7 @@ def read_nmea(path: Path, time_source: str = "receive", day: str | None = None,
         raise DataError(f"unknown time_source {time_source!r}: receive or message_second")
     st = IngestStats()
     cols: dict[str, list] = {k: [] for k in COLUMNS}
+    blocks: list[dict[str, np.ndarray]] = []
     pending_time: float | None = None
     buffer: dict[tuple, tuple[list, float | None]] = {}
     nan = float("nan")
@@ -190,6 +194,14 @@ def read_nmea(path: Path, time_source: str = "receive", day: str | None = None,
         cols["msg_type"].append(mt)
         sec = getattr(d, "second", None)
         cols["second"].append(int(sec) if sec is not None else -1)
+        if len(cols["mmsi"]) >= BLOCK:
+            flush()
+
+    def flush():  # Python floats cost ~5x a float64: keep the reports as arrays, BLOCK at a time
+        if cols["mmsi"]:
+            blocks.append({k: np.asarray(v, dtype=DTYPES[k]) for k, v in cols.items()})
+            for v in cols.values():
+                v.clear()
 
     with (opener or (lambda: _open(path)))() as f:
         for raw in f:
@@ -260,9 +272,9 @@ def read_nmea(path: Path, time_source: str = "receive", day: str | None = None,
                 except (InvalidNMEAMessageException, ValueError):
                     st.decode_errors += 1
     st.lost_fragments += len(buffer)
-    df = pd.DataFrame(cols)
-    df["mmsi"] = df["mmsi"].astype("int64")
-    df["msg_type"] = df["msg_type"].astype("int16")
+    flush()
+    df = pd.DataFrame({k: np.concatenate([b[k] for b in blocks]) if blocks else np.zeros(0, DTYPES[k])
+                       for k in COLUMNS})
     if time_source == "message_second":
         if day is None:
             raise DataError(f"{path}: time_source message_second needs day=YYYY-MM-DD (the in-message UTC second "

@@ -184,3 +184,13 @@ def test_a_csv_read_in_chunks_equals_one_read_with_line_numbers_and_text_ids_acr
     df, st = read_csv(p, {"id": "ship", "time": "ts", "lat": "y", "lon": "x"}, chunk_rows=2)
     assert list(df.mmsi) == [1, 2, 1, 2] and st.bad_rows == 1
     assert st.first_bad.endswith("line 4, column 'x': 'oops' is not a number")
+
+
+def test_reports_kept_as_array_blocks_read_the_same_at_any_block_size(ais, monkeypatch):
+    from apps.ais import nmea
+
+    whole, _ = read(ais / "dma_aislib_stream_example_20100611.nmea")
+    monkeypatch.setattr(nmea, "BLOCK", 97)
+    blocks, _ = read(ais / "dma_aislib_stream_example_20100611.nmea")
+    pd.testing.assert_frame_equal(whole, blocks)
+    assert len(whole) > 97 * 10 and str(whole.mmsi.dtype) == "int64"

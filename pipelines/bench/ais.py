@@ -16,6 +16,10 @@ Sections:
   every learned model on the same folds with windows of ``--lookbacks`` reports; per length, the error at the
   longest horizon, its change vs dead reckoning on the same windows, and the RPD. Windows need ``L`` reports of
   history, so each length has its own (nested) window set; compare models within a length.
+- ``scale``: the DMA log repeated into logs of ``--scale-mb`` megabytes (copy k shifted by k x 5 minutes, so a
+  vessel's track runs on; the ids stay, as re-encoding every payload would dominate the build), each read file ->
+  clean tracks by ours and decoded by pyais in fresh processes: time, the ratio, our peak resident memory and its
+  growth per million reports (memory follows the reports kept; the text is streamed).
 - ``ingest``: messages per second, file -> clean tracks (ours: read + decode position reports + clean) against
   pyais's own stream reader decoding every message of the same file, interleaved in one process, after checking
   that both see the same number of messages; peak memory of ours (tracemalloc).
@@ -41,7 +45,7 @@ from pipelines.bench.table import markdown, mean_std
 from apps.ais.baselines import baselines
 from apps.ais.metrics import position_errors
 
-SECTIONS = ("folds", "paired", "lengths", "ingest")
+SECTIONS = ("folds", "paired", "lengths", "scale", "ingest")
 TURNING_DEG = 10.0
 
 
@@ -279,6 +283,102 @@ def ingest(a) -> str:
         f"(tracemalloc); {a.reps} interleaved repetitions; {path.name}."
 
 
+_MEASURE = """
+import sys, time
+from pathlib import Path
+path, who = Path(sys.argv[1]), sys.argv[2]
+if who in ("ours", "none"):
+    from apps.ais.clean import clean
+    from apps.ais.nmea import read
+else:
+    from pyais.stream import BinaryIOStream
+
+
+def peak_kb():  # this process image's own high-water mark (ru_maxrss would carry the parent's across exec)
+    return next(int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM:"))
+
+
+t = time.perf_counter()
+if who == "ours":
+    df, st = read(path)
+    tracks, _ = clean(df)
+    n, kept = st.messages, len(df)
+elif who == "pyais":
+    n = kept = 0
+    with open(path, "rb") as f:
+        for msg in BinaryIOStream(f):
+            msg.decode()
+            n += 1
+else:
+    n = kept = 0
+print(time.perf_counter() - t, n, kept, peak_kb())
+"""
+
+
+def _repeated_log(src, dest, megabytes: float) -> int:
+    """Write ``src`` (the DMA log, $PGHP-timed) repeated until ``megabytes``, copy k's receive times + k x 300 s;
+    -> the number of copies."""
+    import calendar
+    import gzip
+
+    with gzip.open(src, "rb") as f:
+        lines = f.read().splitlines(keepends=True)
+    stamps = {}
+    for i, ln in enumerate(lines):
+        if ln.startswith(b"$PGHP"):
+            f = ln.split(b"*")[0].split(b",")
+            y, mo, d, h, mi, sec, ms = (int(v) for v in f[2:9])
+            stamps[i] = (calendar.timegm((y, mo, d, h, mi, sec)), ms, f, ln[ln.index(b"*"):])
+    size = sum(map(len, lines))
+    copies = max(1, int(round(megabytes * 1e6 / size)))
+    with open(dest, "wb") as out:
+        for k in range(copies):
+            block = list(lines)
+            for i, (t, ms, f, tail) in stamps.items():
+                tt = time.gmtime(t + 300 * k)
+                f2 = f[:2] + [str(v).encode() for v in (tt.tm_year, tt.tm_mon, tt.tm_mday, tt.tm_hour, tt.tm_min,
+                                                          tt.tm_sec, ms)] + f[9:]
+                block[i] = b",".join(f2) + tail
+            out.writelines(block)
+    return copies
+
+
+def scale(a) -> str:
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    (src,) = resolve_paths(None)
+    rows, per_million = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        def measure(path, who):
+            out = subprocess.run([sys.executable, "-c", _MEASURE, str(path), who], capture_output=True, text=True,
+                                 check=True, env={**__import__("os").environ, "PYTHONPATH": str(Path.cwd())})
+            sec, n, kept, rss = out.stdout.split()
+            return float(sec), int(n), int(kept), int(rss) / 1024
+
+        for mb in a.scale_mb:
+            path = Path(tmp) / f"dma_x{mb}.nmea"
+            copies = _repeated_log(src, path, mb)
+            base = measure(path, "none")[3]  # the interpreter and its imports, reading nothing
+            ours = measure(path, "ours")
+            ref = measure(path, "pyais")
+            if ours[1] != ref[1]:
+                raise RuntimeError(f"pyais saw {ref[1]} messages, we saw {ours[1]}: not the same work")
+            grow = (ours[3] - base) / (ours[2] / 1e6)
+            per_million.append(grow)
+            rows.append([f"{path.stat().st_size / 1e6:,.0f}", copies, f"{ours[1]:,}", f"{ours[2]:,}", f"{ref[0]:.1f}",
+                         f"{ours[0]:.1f}", f"{ours[0] / ref[0]:.2f}", f"{ours[3]:,.0f}", f"{grow:,.0f}"])
+            path.unlink()
+    return markdown(["log MB", "copies", "messages", "position reports", "pyais decode s", "ours read + clean s",
+                     "ratio to pyais", "ours peak RSS MB", "MB per million reports"], rows) + (
+        "\n\nEach reader in a fresh process on the same file (ours: read, decode position reports, clean to tracks; "
+        "pyais: BinaryIOStream + decode() of every message), after checking both count the same messages. Peak RSS "
+        "from /proc/self/status (VmHWM); MB per million reports: our peak above an interpreter that imports the same modules and "
+        "reads nothing, divided by the reports kept (flat across sizes = memory follows the reports, not the text).")
+
+
 def parse(argv):
     ap = argparse.ArgumentParser(prog="python -m pipelines.bench ais", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2 folds, 1 seed, spadon and gru, 3 epochs, 2 repetitions")
@@ -301,9 +401,11 @@ def parse(argv):
     ap.add_argument("--ensemble", action="store_true",
                     help="also score each model's seed ensemble (the mean of its seeds' predictions) as a row")
     ap.add_argument("--lookbacks", nargs="+", type=int, default=[5, 10, 20], help="window lengths (reports), lengths")
+    ap.add_argument("--scale-mb", nargs="+", type=float, default=[30, 300],
+                    help="scale: sizes of the repeated log in MB (2,000 makes a multi-gigabyte, multi-hour run)")
     add_common(ap, SECTIONS)
     a = parse_quick(ap, argv, folds=[0, 1], seeds=[0], models=["spadon", "gru"], epochs=3, lookbacks=[5, 20],
-                    reps=2)
+                    reps=2, scale_mb=[3, 6])
     return check_sections(ap, a, SECTIONS)
 
 
@@ -312,5 +414,6 @@ def main(argv: list[str]) -> int:
     params = {"sections": ",".join(a.sections), "folds": ",".join(map(str, a.folds)),
               "seeds": ",".join(map(str, a.seeds)), "models": ",".join(a.models), "epochs": a.epochs, "base": a.base,
               "loss": a.loss, "mirror": a.mirror, "ensemble": a.ensemble, "members": a.members, "recipe": a.recipe,
-              "history": _history(a), "lookbacks": ",".join(map(str, a.lookbacks))}
+              "history": _history(a), "lookbacks": ",".join(map(str, a.lookbacks)),
+              "scale_mb": ",".join(f"{m:g}" for m in a.scale_mb)}
     return bench_main("ais", a, {s: globals()[s] for s in SECTIONS}, lambda: resolve_paths(None), params)

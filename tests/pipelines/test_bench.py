@@ -194,7 +194,11 @@ def test_ais_bench_quick_folds_lengths_and_ingest(bench_cli):
     res = bench_cli("ais", "--quick", "--folds", "1", "--models", "gru", "--epochs", "2", "--reps", "1")
     assert res.returncode == 0, res.stderr[-2000:]
     sections = {part.split(" ", 1)[0]: part for part in res.stdout.split("\n## ")[1:]}
-    assert set(sections) == {"folds", "paired", "lengths", "ingest"}
+    assert set(sections) == {"folds", "paired", "lengths", "scale", "ingest"}
+    scale = [[c.strip() for c in ln.split("|")[1:-1]] for ln in sections["scale"].splitlines()
+             if re.match(r"^\| \d", ln)]
+    assert [r[1] for r in scale] == ["1", "2"] and float(scale[1][2].replace(",", "")) == 2 * 26077
+    assert all(float(r[6]) > 0 for r in scale)  # a measured ratio to pyais on the same messages
     paired = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]]
               for ln in sections["paired"].splitlines() if ln.startswith("| ")}
     assert {"gru", "Kalman CV (tuned on val)", "Kalman CTRV (tuned on val)"} <= set(paired)
@@ -211,7 +215,8 @@ def test_ais_bench_quick_folds_lengths_and_ingest(bench_cli):
     ours = [c.strip() for c in rows["ours: read + decode position reports + clean to tracks"].split("|")[2:-1]]
     ref = [c.strip() for c in rows["pyais BinaryIOStream + decode() of every message"].split("|")[2:-1]]
     assert ours[0] == ref[0] == "26077" and float(ours[3]) > 0  # same messages, a measured ratio
-    by_len = [[c.strip() for c in ln.split("|")[1:-1]] for ln in res.stdout.splitlines() if re.match(r"^\| \d+ ", ln)]
+    by_len = [[c.strip() for c in ln.split("|")[1:-1]] for ln in sections["lengths"].splitlines()
+              if re.match(r"^\| \d+ ", ln)]
     assert [(r[0], r[1]) for r in by_len] == [("5", "dead reckoning"), ("5", "gru"), ("20", "dead reckoning"),
                                               ("20", "gru")], by_len
     n = {int(m[0]): int(m[1]) for m in re.findall(r"L = (\d+): (\d+) windows", res.stdout)}

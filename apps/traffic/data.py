@@ -90,7 +90,9 @@ class TrafficData(pl.LightningDataModule):
         unmask: shortcut fields to stop masking: ports, ttl, ip_id, seq, tcp_ts.
         split: "group:K" (fold K of folds grouped by capture) or "leaky:K" (folds over flows: the leaky control).
         folds: number of folds.
-        classes: keep the largest this many classes (0: all) among those in at least min_captures captures.
+        classes: keep the largest this many classes (0: all) among those in at least min_captures captures; default
+            7 for nDPI's labels, all for the user's (folders or a CSV). Every split, grouped or leaky, uses the class
+            set the grouped rule chooses; the labels dropped are logged with their reason and count (``dropped``).
         min_captures: captures a class must occur in.
         per_capture: at most this many flows of one capture and label (0: all).
         label_fraction: fraction of the training flows whose labels are used.
@@ -108,7 +110,7 @@ class TrafficData(pl.LightningDataModule):
 
     def __init__(self, path: str | None = None, labels: str = "ndpi", label_column: str = "master_proto",
                  level: str = "flow", unmask: list[str] | None = None, split: str = "group:0", folds: int = 5,
-                 classes: int = 7, min_captures: int = 5, per_capture: int = 50, label_fraction: float = 1.0, payload_bytes: int = 0,
+                 classes: int | None = None, min_captures: int = 5, per_capture: int = 50, label_fraction: float = 1.0, payload_bytes: int = 0,
                  bursts: int = 12, burst_packets: int = 6, burst_gap: float = 1.0, batch_size: int = 64,
                  seed: int = 0, pretrain_paths: list[str] | None = None, cache: dict | None = None):
         super().__init__()
@@ -125,7 +127,8 @@ class TrafficData(pl.LightningDataModule):
         if kind not in ("group", "leaky") or not k.isdigit() or int(k) >= folds:
             raise DataError(f"--data.split: expected group:K or leaky:K with K < {folds}, got {split!r}")
         self.split, self.kind, self.fold, self.folds = split, kind, int(k), folds
-        self.classes, self.min_captures, self.label_fraction = classes, min_captures, label_fraction
+        self.classes = (7 if labels == "ndpi" else 0) if classes is None else int(classes)
+        self.min_captures, self.label_fraction = min_captures, label_fraction
         self.per_capture = per_capture
         self.payload_bytes, self.bursts, self.burst_packets, self.burst_gap = payload_bytes, bursts, burst_packets, \
             burst_gap
@@ -173,9 +176,17 @@ class TrafficData(pl.LightningDataModule):
         for name, idx in (("train", train), ("val", np.flatnonzero(part == 1)), ("test", np.flatnonzero(part == 0))):
             self.sets[name] = {k: v[idx] for k, v in arrays.items()}
         self.stat_names = stat_names(self.unmask)
-        log.info("traffic: %d captures, %s; %d labelled flows in %d classes; train / val / test %d / %d / %d",
-                 len(self.files), dict(self.stats.counts), len(y), len(self.class_names),
-                 *(len(self.sets[s]["y"]) for s in ("train", "val", "test")))
+        unit = "captures" if self.level == "capture" else "flows"
+        sizes = [len(np.unique(self.sets[s]["group"])) if self.level == "capture" else len(self.sets[s]["y"])
+                 for s in ("train", "val", "test")]
+        log.info("traffic: %d captures, %s; %d labelled flows of %d captures in %d classes; train / val / test "
+                 "%d / %d / %d %s", len(self.files), dict(self.stats.counts), len(y), len(caps),
+                 len(self.class_names), *sizes, unit)
+        if self.dropped:
+            log.warning("traffic: kept %d of %d labels; dropped %s", len(self.class_names),
+                        len(self.class_names) + len(self.dropped),
+                        "; ".join(f"{c} ({why})" for c, why in list(self.dropped.items())[:20])
+                        + (f"; and {len(self.dropped) - 20} more" if len(self.dropped) > 20 else ""))
         for p in self.stats.problems[:5]:
             log.warning("traffic: %s", p)
 
@@ -198,12 +209,17 @@ class TrafficData(pl.LightningDataModule):
             if y is not None:
                 n[y] = n.get(y, 0) + 1
                 caps.setdefault(y, set()).add(f.capture)
-        ok = [c for c in n if len(caps[c]) >= self.min_captures] if self.kind == "group" else list(n)
-        ok = sorted(ok, key=lambda c: (-n[c], c))
-        if len(ok) < 2:
+        # one rule for every split: a leaky control must score the task the grouped split scores
+        ok = sorted((c for c in n if len(caps[c]) >= self.min_captures), key=lambda c: (-n[c], c))
+        kept = ok[:self.classes] if self.classes else ok
+        self.dropped = {c: f"in {len(caps[c])} captures < --data.min_captures {self.min_captures}"
+                        for c in sorted(n) if c not in ok}
+        self.dropped.update({c: f"{n[c]} flows, beyond the largest --data.classes {self.classes}"
+                             for c in ok[len(kept):]})
+        if len(kept) < 2:
             raise DataError(f"fewer than 2 classes with labelled flows in >= {self.min_captures} captures "
                             f"({len(n)} labels seen); lower --data.min_captures or use other captures")
-        return sorted(ok[:self.classes] if self.classes else ok)
+        return sorted(kept)
 
     def _folds(self, y: np.ndarray, group: np.ndarray) -> np.ndarray:
         """-> per flow 0 test, 1 validation, 2 train."""
@@ -226,10 +242,15 @@ class TrafficData(pl.LightningDataModule):
         return np.searchsorted(self.sets[split]["index"], np.asarray(idx))
 
     def pretrain_flows(self) -> list[Flow]:
-        """Every flow (labelled or not) of the captures that hold no validation or test flow, and every flow of
-        ``pretrain_paths``' captures that are not among ``path``'s."""
+        """Every flow (labelled or not) of the captures that hold no validation or test flow (under the leaky split:
+        every flow that is not a validation or test flow), and every flow of ``pretrain_paths``' captures that are
+        not among ``path``'s."""
         held = {self.flows[i].capture for s in ("val", "test") for i in self.sets[s]["index"]}
-        own = [f for f in self.all_flows if f.capture not in held] if self.kind == "group" else self.all_flows
+        if self.kind == "group":
+            own = [f for f in self.all_flows if f.capture not in held]
+        else:  # the leaky control: no validation or test flow either (its captures are shared by design)
+            held_flows = {id(self.flows[i]) for s in ("val", "test") for i in self.sets[s]["index"]}
+            own = [f for f in self.all_flows if id(f) not in held_flows]
         mine = {f.resolve() for f in self.files}
         extra = sorted({f for p in self.pretrain_paths for f in resolve_captures(p)[0] if f.resolve() not in mine})
         return own + (read_flows(extra, self.payload_bytes, cache=self.cache)[0] if extra else [])
@@ -252,6 +273,7 @@ class TrafficData(pl.LightningDataModule):
         """What the run's params record: file counts and hashes of the label file, never an address."""
         counts = {f"parse_{k}": v for k, v in self.stats.counts.items()}
         return {"captures": len(self.files), "classes": ",".join(self.class_names)[:480], "split": self.split,
+                "labels_dropped": len(self.dropped),
                 "level": self.level, "unmask": ",".join(self.unmask) or "none",
                 **{f"flows_{k}": len(v["y"]) for k, v in self.sets.items()},
                 **{f"captures_{k}": int(len(np.unique(v["group"]))) for k, v in self.sets.items()},

@@ -36,6 +36,13 @@ def test_grouped_folds_never_share_a_capture_and_leaky_ones_do(dm):
     leaky.setup()
     lc = {s: {leaky.flows[i].capture for i in leaky.sets[s]["index"]} for s in ("train", "test")}
     assert len(lc["train"] & lc["test"]) > 20
+    # the leaky control scores the same task: the same classes (once it took DNScrypt, Gnutella, ... too)
+    assert leaky.class_names == dm.class_names and leaky.dropped == dm.dropped
+    assert "in 2 captures < --data.min_captures 5" in dm.dropped["Gnutella"]
+    # its pretraining flows exclude every validation and test flow
+    held = {id(leaky.flows[i]) for s in ("val", "test") for i in leaky.sets[s]["index"]}
+    pre = leaky.pretrain_flows()
+    assert pre and not {id(f) for f in pre} & held
     # one capture cannot dominate: at most 50 flows per capture and class
     counts = {}
     for s in dm.sets.values():
@@ -114,3 +121,13 @@ def test_pretraining_never_sees_a_validation_or_test_capture_and_takes_extra_cor
     added = more[len(own):]
     assert added and {f.capture for f in added} <= strato  # nDPI's own captures are not added a second time
     assert not {f.capture for f in more} & held
+
+
+def test_user_folder_labels_keep_every_label_with_enough_captures_and_say_what_they_drop(data_root):
+    """Zeek's traces, a label per protocol folder: all 22 labels in >= 5 captures are kept (the 7-largest rule is
+    nDPI's), and the three in fewer (pop3 3, rfb 3, sip 4 captures) are dropped with that reason."""
+    d = TrafficData(path=str(data_root / "traffic/zeek"), labels="folders", level="capture", per_capture=0)
+    d.setup()
+    assert len(d.class_names) == 22 and set(d.dropped) == {"pop3", "rfb", "sip"}
+    assert d.dropped["sip"] == "in 4 captures < --data.min_captures 5"
+    assert d.fingerprint()["labels_dropped"] == 3

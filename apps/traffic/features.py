@@ -1,7 +1,8 @@
 """What models see of a flow: netFound-style burst tokens, and per-flow statistics for the tree baseline.
 
-Shortcut fields (``SHORTCUTS``: ports, TTL, IP ID, absolute TCP sequence numbers, TCP timestamps) are masked
-(set to 0) unless named in ``unmask``; addresses never reach a model or a log.
+Shortcut fields (``SHORTCUTS``: ports, TTL, IP ID, absolute TCP sequence numbers, TCP timestamps, the TCP window,
+each an identifier of a host or its operating system rather than of the application) are masked (set to 0) unless
+named in ``unmask``; addresses never reach a model or a log.
 
 ``flow_tokens(flow, ...) -> (packets [B, P, len(PACKET_FIELDS)], bursts [B, len(BURST_FIELDS)], flow
 [len(FLOW_FIELDS)], payload [B, P, payload_bytes])``, int64, 0 = padding / masked. A burst is a run of packets in
@@ -9,7 +10,8 @@ one direction with no gap longer than ``burst_gap`` seconds (netFound, Guthula e
 at most ``P`` packets are kept (netFound: 12 x 6). Continuous values enter as log-spaced bins.
 
 ``flow_stats(flow, unmask) -> float32 [len(stat_names(unmask))]``: per direction packets, bytes, size and
-inter-arrival statistics, TCP flag counts, first window; duration, protocol, bursts, the first 10 signed sizes.
+inter-arrival statistics, TCP flag counts; duration, protocol, bursts, the first 10 signed sizes (and the unmasked
+shortcuts' first values).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import numpy as np
 
 from apps.traffic.flows import ROW, Flow
 
-SHORTCUTS = ("ports", "ttl", "ip_id", "seq", "tcp_ts")
+SHORTCUTS = ("ports", "ttl", "ip_id", "seq", "tcp_ts", "window")
 PACKET_FIELDS = ("dir", "size", "payload_len", "iat", "flags", "window", "ttl", "ip_id", "seq", "tcp_ts")
 VOCAB = {"dir": 3, "size": 34, "payload_len": 34, "iat": 34, "flags": 257, "window": 18, "ttl": 257, "ip_id": 257,
          "seq": 257, "tcp_ts": 257}
@@ -100,11 +102,11 @@ def stat_names(unmask=()) -> list[str]:
     names = []
     for d in ("fwd", "bwd"):
         names += [f"{d}_{s}" for s in ("packets", "bytes", "size_mean", "size_std", "size_min", "size_max",
-                                       "iat_mean", "iat_std", "iat_max", "window0")]
+                                       "iat_mean", "iat_std", "iat_max")]
         names += [f"{d}_{flag}" for flag, _ in FLAGS]
     names += ["duration", "proto", "bursts"] + [f"signed_size_{i}" for i in range(10)]
     extra = {"ports": ["server_port", "client_port"], "ttl": ["fwd_ttl", "bwd_ttl"], "ip_id": ["ip_id0"],
-             "seq": ["seq0"], "tcp_ts": ["tcp_ts0"]}
+             "seq": ["seq0"], "tcp_ts": ["tcp_ts0"], "window": ["fwd_window0", "bwd_window0"]}
     return names + [n for k in SHORTCUTS if k in unmask for n in extra[k]]
 
 
@@ -119,12 +121,13 @@ def flow_stats(f: Flow, unmask=(), burst_gap: float = 1.0) -> np.ndarray:
         first[d] = x[0] if len(x) else np.full(len(ROW), np.nan)
         out += [f.packets[d], f.bytes[d]]
         out += [size.mean(), size.std(), size.min(), size.max()] if len(size) else [np.nan] * 4
-        out += [iat.mean(), iat.std(), iat.max(), first[d][_C["window"]]]
+        out += [iat.mean(), iat.std(), iat.max()]
         out += [np.count_nonzero(x[:, _C["flags"]].astype(np.int64) & bit) for _, bit in FLAGS]
     signed = (1 - 2 * r[:10, _C["dir"]]) * r[:10, _C["ip_len"]]
     out += [f.end - f.start, f.proto, int(burst_ids(r, burst_gap)[-1]) + 1 if len(r) else 0]
     out += list(np.pad(signed, (0, 10 - len(signed))))
     extra = {"ports": [f.server[1], f.client[1]], "ttl": [first[0][_C["ttl"]], first[1][_C["ttl"]]],
-             "ip_id": [r[0, _C["ip_id"]]], "seq": [r[0, _C["seq"]]], "tcp_ts": [r[0, _C["tcp_ts"]]]}
+             "ip_id": [r[0, _C["ip_id"]]], "seq": [r[0, _C["seq"]]], "tcp_ts": [r[0, _C["tcp_ts"]]],
+             "window": [first[0][_C["window"]], first[1][_C["window"]]]}
     out += [v for k in SHORTCUTS if k in unmask for v in extra[k]]
     return np.asarray(out, dtype=np.float32)

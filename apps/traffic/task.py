@@ -113,8 +113,10 @@ class FieldPretrainer(pl.LightningModule):
             x[..., c] = torch.where(masked, 0, x[..., c])
         _, h = self.model.encode(x, bursts, flow, payload, masked.float())
         hm = h[masked]
-        loss = sum(F.cross_entropy(head(hm), packets[..., c][masked]) for head, c in zip(self.heads, self.cols))
-        loss = loss / len(self.cols)
+        # a field masked as a shortcut (the TCP window by default) is 0 everywhere: nothing to recover, no loss
+        terms = [F.cross_entropy(head(hm[t > 0]), t[t > 0]) for head, c in zip(self.heads, self.cols)
+                 if (t := packets[..., c][masked]).gt(0).any()]
+        loss = torch.stack(terms).mean()
         self.log("pretrain_loss", loss, on_step=False, on_epoch=True, batch_size=len(packets))
         return loss
 

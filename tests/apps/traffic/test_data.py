@@ -54,9 +54,9 @@ def test_grouped_folds_never_share_a_capture_and_leaky_ones_do(dm):
 
 def test_shortcuts_are_masked_unless_unmasked(dm):
     s = dm.sets["train"]
-    cols = [PACKET_FIELDS.index(f) for f in ("ttl", "ip_id", "seq", "tcp_ts")]
+    cols = [PACKET_FIELDS.index(f) for f in ("ttl", "ip_id", "seq", "tcp_ts", "window")]
     assert (s["packets"][..., cols] == 0).all() and (s["flow"][:, 1:] == 0).all()
-    assert not any(n.endswith(("port", "ttl", "ip_id0", "seq0", "tcp_ts0")) for n in dm.stat_names)
+    assert not any(n.endswith(("port", "ttl", "ip_id0", "seq0", "tcp_ts0", "window0")) for n in dm.stat_names)
     um = TrafficData(split="group:0", unmask=list(SHORTCUTS))
     um.setup()
     t = um.sets["train"]

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from apps.traffic.features import PACKET_FIELDS, VOCAB
+from apps.traffic.features import BURST_FIELDS, PACKET_FIELDS, VOCAB
 from apps.traffic.metrics import scores
 from core.ffn import collect_aux_loss
 
@@ -93,6 +93,22 @@ class FlowClassifier(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
+def hide(packets, bursts, payload, masked, cols):
+    """The masked packets' fields ``cols`` zeroed, with every token they can be read back from: the bytes and gap of
+    each burst that holds a masked packet (a one-packet burst's bytes is its size; a burst's gap is its first
+    packet's inter-arrival time) and the masked packets' payload bytes (their count is the payload length).
+    packets [N, B, P, F], bursts [N, B, len(BURST_FIELDS)], payload [N, B, P, bytes], masked [N, B, P] bool."""
+    x = packets.clone()
+    for c in cols:
+        x[..., c] = torch.where(masked, 0, x[..., c])
+    touched = masked.any(-1, keepdim=True)  # [N, B, 1]
+    leak = torch.zeros(bursts.shape[-1], dtype=torch.bool, device=bursts.device)
+    leak[[BURST_FIELDS.index("bytes"), BURST_FIELDS.index("gap")]] = True
+    b = torch.where(touched & leak, 0, bursts)
+    p = torch.where(masked[..., None], 0, payload) if payload.shape[-1] else payload
+    return x, b, p
+
+
 class FieldPretrainer(pl.LightningModule):
     """Masked field prediction on unlabelled flows (netFound's pretraining objective, header fields only)."""
 
@@ -108,10 +124,8 @@ class FieldPretrainer(pl.LightningModule):
         masked = real & (torch.rand(real.shape, device=real.device) < self.mask_rate)
         if not masked.any():
             masked = real & (torch.cumsum(real.flatten(1), 1).view_as(real) == 1)
-        x = packets.clone()
-        for c in self.cols:
-            x[..., c] = torch.where(masked, 0, x[..., c])
-        _, h = self.model.encode(x, bursts, flow, payload, masked.float())
+        x, b, p = hide(packets, bursts, payload, masked, self.cols)
+        _, h = self.model.encode(x, b, flow, p, masked.float())
         hm = h[masked]
         # a field masked as a shortcut (the TCP window by default) is 0 everywhere: nothing to recover, no loss
         terms = [F.cross_entropy(head(hm[t > 0]), t[t > 0]) for head, c in zip(self.heads, self.cols)

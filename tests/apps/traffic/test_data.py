@@ -131,3 +131,37 @@ def test_user_folder_labels_keep_every_label_with_enough_captures_and_say_what_t
     assert len(d.class_names) == 22 and set(d.dropped) == {"pop3", "rfb", "sip"}
     assert d.dropped["sip"] == "in 4 captures < --data.min_captures 5"
     assert d.fingerprint()["labels_dropped"] == 3
+
+
+def test_masked_fields_cannot_be_copied_from_visible_burst_tokens(dm):
+    """A guesser that copies a masked packet's size from its one-packet burst's bytes token and its inter-arrival
+    time from its burst's gap token (the first packet) beats the majority token by far when only the packet fields
+    are hidden, and does no better than the majority once ``hide`` also hides the tokens they can be read from."""
+    from apps.traffic.features import BURST_FIELDS
+    from apps.traffic.task import MASKED_FIELDS, hide
+
+    s = dm.sets["train"]
+    packets, bursts = torch.from_numpy(s["packets"]), torch.from_numpy(s["bursts"])
+    payload = torch.from_numpy(s["payload"])
+    real = packets[..., 0] > 0
+    masked = real & (torch.rand(real.shape, generator=torch.Generator().manual_seed(0)) < 0.15)
+    cols = [PACKET_FIELDS.index(f) for f in MASKED_FIELDS]
+
+    def guess_accuracy(b, field, burst_field, eligible):
+        truth = packets[..., PACKET_FIELDS.index(field)][masked]
+        copied = b[..., BURST_FIELDS.index(burst_field)][:, :, None].expand_as(masked)[masked]
+        use = eligible[masked] & (copied > 0)
+        majority = torch.mode(truth).values
+        guess = torch.where(use, copied, majority)
+        return float((guess == truth).float().mean()), float((truth == majority).float().mean())
+
+    one_packet = (bursts[..., BURST_FIELDS.index("packets")] == 2)[:, :, None].expand_as(masked)
+    first = torch.zeros_like(masked)
+    first[..., 0] = True
+    only_fields = bursts  # what the pretrainer hid before: the packet fields, not the burst tokens
+    _, hidden, _ = hide(packets, bursts, payload, masked, cols)
+    for field, burst_field, eligible in (("size", "bytes", one_packet), ("iat", "gap", first)):
+        leaky, floor = guess_accuracy(only_fields, field, burst_field, eligible)
+        tight, _ = guess_accuracy(hidden, field, burst_field, eligible)
+        assert leaky > floor + 0.2, (field, leaky, floor)
+        assert tight <= floor + 1e-9, (field, tight, floor)

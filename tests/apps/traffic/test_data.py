@@ -165,3 +165,25 @@ def test_masked_fields_cannot_be_copied_from_visible_burst_tokens(dm):
         tight, _ = guess_accuracy(hidden, field, burst_field, eligible)
         assert leaky > floor + 0.2, (field, leaky, floor)
         assert tight <= floor + 1e-9, (field, tight, floor)
+
+
+@pytest.mark.parametrize("hierarchy,sees_other_bursts", [("interleaved", True), ("stacked", False)])
+def test_interleaved_bursts_see_the_flow_after_one_layer(hierarchy, sees_other_bursts):
+    """netFound's hierarchy: the second burst layer's input for burst 0 (its CLS, written back by the first flow
+    layer) changes when another burst's packets change; stacked burst layers never see other bursts."""
+    torch.manual_seed(0)
+    m = NetFound(n_classes=3, bursts=4, burst_packets=3, hierarchy=hierarchy).eval()
+    packets = torch.randint(1, 3, (1, 4, 3, len(PACKET_FIELDS)))
+    bursts = torch.randint(1, 3, (1, 4, 4))
+    flow = torch.ones(1, 3, dtype=torch.long)
+    seen = []
+    m.burst_encoder.blocks[1].register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach().clone()))
+    other = packets.clone()
+    other[0, 2, :, PACKET_FIELDS.index("size")] = torch.tensor([20, 25, 30])  # burst 2's packet sizes only
+    with torch.no_grad():
+        for p in (packets, other):
+            m.encode(p, bursts, flow, torch.zeros(1, 4, 3, 0, dtype=torch.long))
+    changed = (seen[0][0] - seen[1][0]).abs().max() > 1e-6  # burst 0's tokens entering the second burst layer
+    assert bool(changed) == sees_other_bursts
+    with pytest.raises(ValueError, match="burst_layers .* must equal"):
+        NetFound(n_classes=3, burst_layers=2, flow_layers=1)

@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_readme:
         for app, f in figs.items():
             results.copy_figures(app, f, out / "img")
-        if runs and results.update_readme(Path(a.readme), results.apps_table(runs)):
+        # a store without any default-job run (a test's, a fresh clone's) leaves the README's table as it is
+        if any(r is not None for r in runs.values()) and results.update_readme(Path(a.readme),
+                                                                              results.apps_table(runs)):
             print(f"{a.readme}: the table of apps, from {sum(r is not None for r in runs.values())} default-job run(s)")
     if a.html:
         sections = []

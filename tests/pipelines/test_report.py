@@ -22,13 +22,16 @@ def test_report_renders_the_newest_complete_run_with_its_provenance_and_skips_qu
     from pipelines.report.__main__ import main as report
 
     out = tmp_path / "results"
-    assert in_process(capsys, report, ["--areas", "graph", "--out", str(out)])[0] == 0
+    readme = tmp_path / "README.md"  # never the checkout's own README
+    readme.write_text("# x\n\n<!-- APPS-TABLE: t -->\nold table\n<!-- /APPS-TABLE -->\n")
+    assert in_process(capsys, report, ["--areas", "graph", "--out", str(out), "--readme", str(readme)])[0] == 0
+    assert "old table" in readme.read_text()  # no default-job run in the store: the table is left as it was
     assert "python -m pipelines.bench graph" in (out / "graph.md").read_text()  # no run yet: which command makes one
     assert "No complete run yet" in (out / "graph.md").read_text()
 
     ran = _bench(capsys, "graph", "--sections", "node", "--seeds", "0")  # a small complete (non-quick) run
     _bench(capsys, "graph", "--quick", "--sections", "node", "speed", "--seeds", "1", "--reps", "1")  # newer, quick
-    assert in_process(capsys, report, ["--areas", "graph", "--out", str(out)])[0] == 0
+    assert in_process(capsys, report, ["--areas", "graph", "--out", str(out), "--readme", str(readme)])[0] == 0
     text = (out / "graph.md").read_text()
     c = MlflowClient(tracking.tracking_uri())
     (full,) = [r for r in c.search_runs([c.get_experiment_by_name("bench").experiment_id])

@@ -134,6 +134,22 @@ def apply_split(data, split: str, seed: int = 0, name: str = "", root: Path | No
 
 def validate(data, name: str) -> None:
     """One clear error per problem: edges out of range, feature rows != nodes, unlabeled train nodes, empty split."""
+    validate_graph(data, name)
+    n = data.num_nodes
+    y = data.y
+    if y is None or y.size(0) != n:
+        raise DataError(f"{name}: labels y must have one entry per node ({n}), got {getattr(y, 'shape', None)}")
+    for part in ("train", "val", "test"):
+        m = data[f"{part}_mask"]
+        if int(m.sum()) == 0:
+            raise DataError(f"{name}: the {part} split is empty")
+    unlabeled = (data.train_mask & (y < 0)).nonzero()
+    if unlabeled.numel():
+        raise DataError(f"{name}: {unlabeled.numel()} training nodes have no label (first: node {int(unlabeled[0])})")
+
+
+def validate_graph(data, name: str) -> None:
+    """The graph itself: x [num_nodes, F] and finite, edge_index [2, E] within range."""
     n = data.num_nodes
     if data.x is None or data.x.dim() != 2:
         raise DataError(f"{name}: node features x must be a [num_nodes, F] matrix, got {getattr(data.x, 'shape', None)}")
@@ -151,16 +167,6 @@ def validate(data, name: str) -> None:
     if not torch.isfinite(data.x).all():
         row = int((~torch.isfinite(data.x)).any(1).nonzero()[0])
         raise DataError(f"{name}: node {row} has a NaN or infinite feature")
-    y = data.y
-    if y is None or y.size(0) != n:
-        raise DataError(f"{name}: labels y must have one entry per node ({n}), got {getattr(y, 'shape', None)}")
-    for part in ("train", "val", "test"):
-        m = data[f"{part}_mask"]
-        if int(m.sum()) == 0:
-            raise DataError(f"{name}: the {part} split is empty")
-    unlabeled = (data.train_mask & (y < 0)).nonzero()
-    if unlabeled.numel():
-        raise DataError(f"{name}: {unlabeled.numel()} training nodes have no label (first: node {int(unlabeled[0])})")
 
 
 def fingerprint(data, split: str, name: str) -> dict:
@@ -209,6 +215,97 @@ class GraphData(pl.LightningDataModule):
 
     def fingerprint(self) -> dict:
         return fingerprint(self.data, self.split, self.name)
+
+    def _loader(self):
+        return DataLoader([self.data], batch_size=None, collate_fn=None)
+
+    train_dataloader = val_dataloader = test_dataloader = predict_dataloader = _loader
+
+
+FEATURES = ("auto", "given", "identity", "degree")
+IDENTITY_MAX_NODES = 20_000  # above this, one-hot node ids are a dense N x N matrix too large to be worth it
+
+
+def structural_features(kind: str, edge_index: torch.Tensor, n: int, max_degree: int = 63) -> torch.Tensor:
+    """Features of a graph without any: ``identity`` one-hot node ids [N, N]; ``degree`` one-hot of the degree in
+    ``edge_index`` (the training edges, both directions), capped at ``max_degree`` [N, max_degree + 1]."""
+    if kind == "identity":
+        return torch.eye(n)
+    deg = torch.zeros(n, dtype=torch.long).index_add_(0, edge_index[0], torch.ones_like(edge_index[0]))
+    return torch.nn.functional.one_hot(deg.clamp(max=max_degree), max_degree + 1).float()
+
+
+class LinkData(pl.LightningDataModule):
+    """Link prediction on one graph, full batch: a seeded, leakage-free edge split (``val`` / ``test`` shares of the
+    undirected edges, the rest for training, one negative pair per positive in every part; NetInfoF's protocol,
+    :func:`apps.graph.metrics.split_edges`). Message passing and every feature derived from the graph see only the
+    training edges. Each loader yields one ``Data``: x[N, F], edge_index[2, 2 E_train] (training edges, both
+    directions) and ``train_pos``, ``train_neg``, ``val_pos``, ``val_neg``, ``test_pos``, ``test_neg`` [2, P].
+
+    Args:
+        dataset: Cora, CiteSeer, PubMed, Cora_ML, or PyGClass/Name with raw files under graph/<PyGClass>/.
+        val: share of the edges held out for validation (model selection).
+        test: share of the edges held out for testing.
+        features: node features: given (the dataset's), identity (one-hot node ids), degree (one-hot training
+            degree), auto (given, else identity up to 20,000 nodes, else degree).
+        normalize_features: scale each feature row to sum 1.
+        seed: seed of the edge split and its negatives.
+        root: data directory holding graph/ (default $FFN_DATA_DIR).
+    """
+
+    def __init__(self, dataset: str = "Cora", val: float = 0.1, test: float = 0.2, features: str = "auto",
+                 normalize_features: bool = False, seed: int = 0, root: str | None = None):
+        super().__init__()
+        if features not in FEATURES:
+            raise DataError(f"features: unknown {features!r}; known: {', '.join(FEATURES)}")
+        self.name, self.val, self.test, self.features = dataset, val, test, features
+        self.normalize_features, self.seed = normalize_features, seed
+        self.root = Path(root) if root else None
+        self.data = self.split = self.features_used = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data is not None:
+            return
+        from torch_geometric.data import Data
+
+        from apps.graph.metrics import undirected, split_edges
+
+        _, g = load(self.name, self.root)
+        n = g.num_nodes
+        if g.x is None:
+            g.x = torch.zeros(n, 0)
+        validate_graph(g, self.name)
+        edges = undirected(g.edge_index, n).size(1)
+        if edges == 0:
+            raise DataError(f"{self.name}: the graph has no edges (self-loops aside): nothing to predict")
+        for part, share in (("val", self.val), ("test", self.test)):
+            if int(share * edges) == 0:
+                raise DataError(f"{self.name}: {part}={share} of {edges} edges leaves no {part} edges; "
+                                f"raise data.{part} to at least {1 / edges:.2g}")
+        if int(self.val * edges) + int(self.test * edges) >= edges:
+            raise DataError(f"{self.name}: val={self.val} + test={self.test} leave no training edges of {edges}")
+        sp = split_edges(g.edge_index, n, self.val, self.test, self.seed)
+        kind = self.features
+        if kind == "auto":
+            kind = "given" if g.x.size(1) else "identity" if n <= IDENTITY_MAX_NODES else "degree"
+        if kind == "given" and not g.x.size(1):
+            raise DataError(f"{self.name}: the dataset has no node features; use --data.features identity or degree")
+        x = g.x if kind == "given" else structural_features(kind, sp.train_graph, n)
+        if self.normalize_features:
+            x = x / x.sum(1, keepdim=True).clamp(min=1e-12)
+        self.split, self.features_used, self.num_features = sp, kind, x.size(1)
+        self.data = Data(x=x, edge_index=sp.train_graph, num_nodes=n, train_pos=sp.train_pos,
+                         train_neg=sp.train_neg, val_pos=sp.val_pos, val_neg=sp.val_neg, test_pos=sp.test_pos,
+                         test_neg=sp.test_neg)
+
+    def fingerprint(self) -> dict:
+        h = hashlib.sha256()
+        for t in (self.data.x, self.split.train_pos, self.split.val_pos, self.split.test_pos, self.split.test_neg):
+            h.update(t.contiguous().numpy().tobytes())
+        sp = self.split
+        return {"dataset": self.name, "task": "link", "nodes": sp.num_nodes, "features": self.features_used,
+                "feature_dim": self.num_features, "split_seed": self.seed, "sha256": h.hexdigest()[:16],
+                "train_edges": sp.train_pos.size(1), "val_edges": sp.val_pos.size(1), "test_edges": sp.test_pos.size(1)}
 
     def _loader(self):
         return DataLoader([self.data], batch_size=None, collate_fn=None)

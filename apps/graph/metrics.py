@@ -1,4 +1,5 @@
-"""Link-prediction protocol: a leakage-free edge split with 1:1 negatives, and Hits@K as OGB defines it."""
+"""Link-prediction protocol: a leakage-free edge split with 1:1 negatives; Hits@K as OGB defines it, MRR and AUC
+over the split's shared negatives."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ class EdgeSplit:
         return torch.cat([self.train_pos, self.train_pos.flip(0)], 1)
 
 
-def _undirected(edge_index: torch.Tensor, n: int) -> torch.Tensor:
+def undirected(edge_index: torch.Tensor, n: int) -> torch.Tensor:
     """Distinct undirected edges (i < j), self-loops dropped, as [2, E]."""
     a, b = edge_index
     lo, hi = torch.minimum(a, b), torch.maximum(a, b)
@@ -55,7 +56,7 @@ def split_edges(edge_index: torch.Tensor, num_nodes: int, val: float = 0.1, test
     """70/10/20 of the undirected edges (NetInfoF's protocol), one negative per positive in every part;
     negatives never coincide with any true edge."""
     gen = torch.Generator().manual_seed(seed)
-    und = _undirected(edge_index, num_nodes)
+    und = undirected(edge_index, num_nodes)
     perm = torch.randperm(und.size(1), generator=gen)
     n_val, n_test = int(val * und.size(1)), int(test * und.size(1))
     te, va, tr = und[:, perm[:n_test]], und[:, perm[n_test:n_test + n_val]], und[:, perm[n_test + n_val:]]
@@ -72,14 +73,30 @@ def hits_at_k(pos_scores: torch.Tensor, neg_scores: torch.Tensor, k: int = 100) 
     return float((pos_scores > kth).float().mean())
 
 
+def mrr(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> float:
+    """Mean reciprocal rank of each positive among all the split's negatives (rank 1 + negatives scored at least as
+    high; ties count against the positive), the shared-negative MRR of the HeaRT benchmark (Li et al. 2023)."""
+    neg = torch.sort(neg_scores).values
+    above = neg.numel() - torch.searchsorted(neg, pos_scores, right=False)  # negatives >= each positive
+    return float((1.0 / (1.0 + above.float())).mean())
+
+
+def auc(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> float:
+    """ROC AUC = P(positive scored above negative), ties half (the Mann-Whitney U statistic)."""
+    neg = torch.sort(neg_scores).values
+    below = torch.searchsorted(neg, pos_scores, right=False).float()
+    ties = torch.searchsorted(neg, pos_scores, right=True).float() - below
+    return float((below + 0.5 * ties).sum() / (pos_scores.numel() * neg_scores.numel()))
+
+
+def link_metrics(pos_scores: torch.Tensor, neg_scores: torch.Tensor, prefix: str, ks=(20, 50, 100)) -> dict:
+    """``{prefix}hits_at_K`` for each K (MLflow refuses "@" in a metric name), ``{prefix}mrr``, ``{prefix}auc``."""
+    out = {f"{prefix}hits_at_{k}": hits_at_k(pos_scores, neg_scores, k) for k in ks}
+    return {**out, f"{prefix}mrr": mrr(pos_scores, neg_scores), f"{prefix}auc": auc(pos_scores, neg_scores)}
+
+
 def node_accuracy(scores: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Share of the ``mask`` nodes whose predicted class is ``y``; ``scores`` are class scores [N, C] or classes [N].
     The one node-classification accuracy of the app (backprop, ForwardGNN, retrain scoring)."""
     pred = scores.argmax(-1) if scores.dim() == 2 else scores
     return (pred[mask] == y[mask]).float().mean()
-
-
-def pair_accuracy(pos_scores: torch.Tensor, neg_scores: torch.Tensor, threshold: float = 0.0) -> float:
-    """Link prediction: balanced pos/neg pair classification accuracy at ``threshold`` (on logits)."""
-    correct = (pos_scores > threshold).sum() + (neg_scores <= threshold).sum()
-    return float(correct) / (pos_scores.numel() + neg_scores.numel())

@@ -108,3 +108,48 @@ class GNN(nn.Module):
 
 def build_model(in_channels: int, out_channels: int, name: str = "gcn", **kw) -> GNN:
     return GNN(in_channels, out_channels, conv=name, **kw)
+
+
+DECODERS = ("dot", "mlp")
+
+
+class LinkGNN(nn.Module):
+    """Graph auto-encoder for link prediction (Kipf & Welling, "Variational Graph Auto-Encoders", 2016): a GNN
+    encoder ``z = GNN(x, edge_index)`` [N, out] and a decoder scoring node pairs [2, P] -> logits [P]:
+    ``dot`` z_i · z_j (GAE), or ``mlp`` FFN(z_i ⊙ z_j) -> 1 (the ``ffn`` variant, as in OGB's link baselines).
+
+    Args:
+        hidden: hidden width of the encoder (per head for GAT).
+        out: node embedding width.
+        layers: graph convolutions.
+        decoder: dot (inner product) or mlp (an FFN over the Hadamard product).
+        dropout: dropout before every convolution.
+        act: activation between convolutions (and inside the decoder's FFN).
+        heads: GAT attention heads in hidden layers.
+        attn_dropout: GAT dropout on attention coefficients.
+        ffn: the FFN variant of the mlp decoder, GIN's MLP and the FFN sublayers (core.ffn).
+        ffn_sublayer: add h + FFN(LayerNorm(h)) after each hidden convolution.
+        ffn_kw: the FFN variant's own options (--model.ffn_kw.<option>).
+        sparse_input: feed features through a sparse operator: auto (when under 10 % non-zero), true, false.
+    """
+
+    def __init__(self, in_channels: int, hidden: int = 128, out: int = 64, layers: int = 2, conv: str = "gcn",
+                 decoder: str = "dot", dropout: float = 0.0, act: str = "relu", heads: int = 8,
+                 attn_dropout: float = 0.6, ffn: str = "mlp", ffn_sublayer: bool = False, ffn_kw: dict | None = None,
+                 sparse_input: str | bool = "auto"):
+        super().__init__()
+        if decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {decoder!r}; known: {', '.join(DECODERS)}")
+        self.encoder = GNN(in_channels, out, hidden=hidden, layers=layers, conv=conv, dropout=dropout, act=act,
+                           heads=heads, attn_dropout=attn_dropout, ffn=ffn, ffn_sublayer=ffn_sublayer,
+                           ffn_kw=ffn_kw, sparse_input=sparse_input)
+        self.decoder = build_ffn(ffn, out, hidden=hidden, out=1, act=act, **dict(ffn_kw or {})) \
+            if decoder == "mlp" else None
+
+    def encode(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x, edge_index)
+
+    def decode(self, z: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        if self.decoder is None:
+            return (z[pairs[0]] * z[pairs[1]]).sum(-1)
+        return self.decoder(z[pairs[0]] * z[pairs[1]]).squeeze(-1)

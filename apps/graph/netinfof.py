@@ -3,6 +3,8 @@ for link prediction. Everything is fit on the training graph (training edges onl
 
 Embeddings, each [N, d] with standardised columns (``node_embeddings``):
   ``U``   adjacency SVD, U sqrt(S) of the training adjacency A;
+  ``R``   SVD of personalised PageRank, Π = α (I - (1-α) Ā)^-1 with Ā = D^-1/2 A D^-1/2 (random walks with restart),
+          found by a randomised SVD whose products with Π are a truncated power series of sparse products;
   ``F``   PCA of the node features X;
   ``Psl`` PCA of Â² X with Â = D^-1/2 (A + I) D^-1/2 (propagation with self-loops);
   ``Pns`` PCA of Ā² X with Ā = D^-1/2 A D^-1/2 (without self-loops, the heterophily-friendly view).
@@ -11,8 +13,9 @@ min_H ||Z H Z^T - A||² + λ||H||², solved in closed form: H = (Z^T Z + λI)^-1
 NetInfoF_Probe: the similarities of held-out node pairs are binned (quantile bins fit on training pairs) and the
 usable information is ``score = 2^{-H(Y | bin)}`` (Y: edge or not), a lower bound on the accuracy any predictor
 of Y from that embedding can reach; the graph's score is the best embedding's.
-NetInfoF_Act: logistic regression on the concatenated adjusted features ``z_i ⊙ (H z_j)`` of all embeddings.
-:func:`link_prediction` runs the three with the paper's held-out supervision edges.
+NetInfoF_Act: logistic regression on the concatenated adjusted features ``z_i ⊙ (H z_j)`` of all embeddings, its
+two regularisers (the ridge λ of H and the weight decay of the regression) chosen on the validation pairs by
+:func:`select_regularisers`. ``python -m pipelines.graph --task link --model netinfof`` trains it.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from apps.graph.conv import gcn_norm
-from apps.graph.metrics import EdgeSplit, hits_at_k, pair_accuracy
+from apps.graph.metrics import EdgeSplit, hits_at_k
 
 
 def _standardise(z: torch.Tensor) -> torch.Tensor:
@@ -37,16 +40,41 @@ def _pca(m: torch.Tensor, d: int) -> torch.Tensor:
     return u * s
 
 
-def node_embeddings(x: torch.Tensor, split: EdgeSplit, d: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
-    """The four NetInfoF views of the training graph, each [N, d], columns standardised."""
+def personalised_pagerank(split: EdgeSplit, d: int, alpha: float = 0.15, terms: int = 40, seed: int = 0):
+    """R: the rank-``d`` factor U sqrt(S) of Π = α Σ_k ((1-α) Ā)^k on the training graph ([N, d]).
+
+    Π is symmetric, so a randomised SVD (Halko et al. 2011: a range from Π Ω with one power step, then the SVD of
+    Q^T Π) needs only products Π M, each ``terms`` sparse products (the series' tail is (1-α)^terms, 0.15 % at the
+    defaults); memory O(N d), never the dense N x N matrix."""
+    n = split.num_nodes
+    a = gcn_norm(split.train_graph, n, self_loops=False)
+
+    def ppr(m: torch.Tensor) -> torch.Tensor:
+        out, term = alpha * m, m
+        for _ in range(terms):
+            term = (1 - alpha) * (a @ term)
+            out = out + alpha * term
+        return out
+
+    q = min(d + 10, n)
+    omega = torch.randn(n, q, generator=torch.Generator().manual_seed(seed))
+    basis, _ = torch.linalg.qr(ppr(ppr(omega)))
+    ub, s, _ = torch.linalg.svd(ppr(basis).t(), full_matrices=False)
+    d = min(d, q)
+    return (basis @ ub)[:, :d] * s[:d].sqrt()
+
+
+def node_embeddings(x: torch.Tensor, split: EdgeSplit, d: int = 64, seed: int = 0,
+                    alpha: float = 0.15) -> dict[str, torch.Tensor]:
+    """The five NetInfoF views of the training graph (U, R, F, Psl, Pns), each [N, d], columns standardised.
+    The adjacency stays sparse (its SVD is randomised), so memory is O(E + N d)."""
     torch.manual_seed(seed)
     n, g = split.num_nodes, split.train_graph
-    a = torch.zeros(n, n)
-    a[g[0], g[1]] = 1.0
-    u, s, _ = torch.svd_lowrank(a, q=d, niter=4)
+    a = torch.sparse_coo_tensor(g, torch.ones(g.size(1)), (n, n)).coalesce()
+    u, s, _ = torch.svd_lowrank(a, q=min(d, n - 1), niter=4)
     with_loops, without = gcn_norm(g, n, self_loops=True), gcn_norm(g, n, self_loops=False)
-    return {"U": _standardise(u * s.sqrt()), "F": _standardise(_pca(x, d)),
-            "Psl": _standardise(_pca(with_loops @ (with_loops @ x), d)),
+    return {"U": _standardise(u * s.sqrt()), "R": _standardise(personalised_pagerank(split, d, alpha, seed=seed)),
+            "F": _standardise(_pca(x, d)), "Psl": _standardise(_pca(with_loops @ (with_loops @ x), d)),
             "Pns": _standardise(_pca(without @ (without @ x), d))}
 
 
@@ -99,78 +127,75 @@ def probe(emb: dict[str, torch.Tensor], split: EdgeSplit, bins: int = 32, lam: f
     return ProbeResult(scores), hs
 
 
-class NetInfoFAct(torch.nn.Module):
-    """Logistic regression over ``[z_i ⊙ (H z_j)]`` of every embedding: pairs[2, P] -> logits[P]."""
+class NetInfoF(torch.nn.Module):
+    """NetInfoF_Act: logistic regression over ``[z_i ⊙ (H z_j)]`` of every embedding, the link model of the link
+    task (``encode`` has nothing to compute: the views are fixed buffers). ``decode(None, pairs[2, P]) -> [P]``.
+
+    Args:
+        emb: name -> [N, d] view (:func:`node_embeddings`).
+        hs: name -> [d, d] compatibility matrix (:func:`compatibility`).
+    """
 
     def __init__(self, emb: dict[str, torch.Tensor], hs: dict[str, torch.Tensor]):
         super().__init__()
         self.names = sorted(emb)
+        self.dims = [emb[k].size(1) for k in self.names]
         self.register_buffer("z", torch.cat([emb[k] for k in self.names], 1))
-        self.register_buffer("zh", torch.cat([emb[k] @ hs[k] for k in self.names], 1))
+        self.register_buffer("zh", torch.empty_like(self.z))
+        self.set_compatibility(hs)
         self.lin = torch.nn.Linear(self.z.size(1), 1)
+
+    def views(self) -> dict[str, torch.Tensor]:
+        """name -> its [N, d] embedding."""
+        return dict(zip(self.names, self.z.split(self.dims, 1)))
+
+    def set_compatibility(self, hs: dict[str, torch.Tensor]) -> None:
+        """Use these compatibility matrices (name -> H [d, d]) from now on."""
+        views = self.views()
+        self.zh.copy_(torch.cat([views[k] @ hs[k] for k in self.names], 1))
 
     def features(self, pairs: torch.Tensor) -> torch.Tensor:
         return self.zh[pairs[0]] * self.z[pairs[1]]
 
-    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
+    def encode(self, x=None, edge_index=None) -> None:
+        return None
+
+    def decode(self, state, pairs: torch.Tensor) -> torch.Tensor:
         return self.lin(self.features(pairs)).squeeze(-1)
 
-
-def holdout_supervision(split: EdgeSplit, fraction: float = 0.2, seed: int = 0) -> tuple[EdgeSplit, EdgeSplit]:
-    """Split the training edges into message edges (embeddings and H see only these) and supervision edges
-    (the predictor learns from these), so training pairs look like test pairs: unseen by the embeddings."""
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(split.train_pos.size(1), generator=g)
-    k = int(fraction * perm.numel())
-    sup, msg = split.train_pos[:, perm[:k]], split.train_pos[:, perm[k:]]
-    neg = split.train_neg[:, torch.randperm(split.train_neg.size(1), generator=g)]
-    message = EdgeSplit(split.num_nodes, msg, neg[:, k:], split.val_pos, split.val_neg, split.test_pos, split.test_neg)
-    supervision = EdgeSplit(split.num_nodes, sup, neg[:, :k], split.val_pos, split.val_neg, split.test_pos,
-                            split.test_neg)
-    return message, supervision
+    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
+        return self.decode(None, pairs)
 
 
-def fit_act(act: NetInfoFAct, split: EdgeSplit, epochs: int = 300, lr: float = 0.01, weight_decay: float = 1e-4,
-            k: int = 100) -> dict[str, float]:
-    """Train on ``split``'s training pairs; keep the epoch with the best validation Hits@k; report test figures
-    (accuracy at the threshold that is best on the validation pairs)."""
-    opt = torch.optim.Adam(act.parameters(), lr=lr, weight_decay=weight_decay)
-    pairs = torch.cat([split.train_pos, split.train_neg], 1)
-    y = torch.cat([torch.ones(split.train_pos.size(1)), torch.zeros(split.train_neg.size(1))])
-    feats = act.features(pairs)
-    best, state = -1.0, None
+def _logistic_fit(feats: torch.Tensor, y: torch.Tensor, val: tuple[torch.Tensor, torch.Tensor], weight_decay: float,
+                  epochs: int, lr: float, k: int, seed: int) -> float:
+    """Best validation Hits@k over ``epochs`` full-batch Adam steps of a logistic regression on fixed features."""
+    torch.manual_seed(seed)
+    lin = torch.nn.Linear(feats.size(1), 1)
+    opt = torch.optim.Adam(lin.parameters(), lr=lr, weight_decay=weight_decay)
+    best = 0.0
     for _ in range(epochs):
         opt.zero_grad()
-        F.binary_cross_entropy_with_logits(act.lin(feats).squeeze(-1), y).backward()
+        F.binary_cross_entropy_with_logits(lin(feats).squeeze(-1), y).backward()
         opt.step()
         with torch.no_grad():
-            v = hits_at_k(act(split.val_pos), act(split.val_neg), k)
-        if v > best:
-            best, state = v, {n: p.clone() for n, p in act.state_dict().items()}
-    act.load_state_dict(state)
-    with torch.no_grad():
-        vp, vn = act(split.val_pos), act(split.val_neg)
-        cands = torch.cat([vp, vn])
-        thr = max(cands.tolist(), key=lambda t: pair_accuracy(vp, vn, t))
-        pos, neg = act(split.test_pos), act(split.test_neg)
-    return {"val_hits": best, "test_hits": hits_at_k(pos, neg, k), "val_acc": pair_accuracy(vp, vn, thr),
-            "test_acc": pair_accuracy(pos, neg, thr)}
+            best = max(best, hits_at_k(lin(val[0]).squeeze(-1), lin(val[1]).squeeze(-1), k))
+    return best
 
 
-def link_prediction(x: torch.Tensor, split: EdgeSplit, d: int = 128, seed: int = 0, holdout: float = 0.0,
-                    bins: int = 32, lam: float = 1.0) -> dict:
-    """NetInfoF on one edge split -> fit_act's figures + ``probe`` (ProbeResult on the validation pairs, so
-    ``probe.score`` and ``val_acc`` are measured on the same pairs).
-
-    ``holdout=0`` (default): embeddings, the compatibility H, the probe's bins and Act's training pairs all come from
-    the training edges, as the authors' code does (``src/main.py`` builds the model on the training graph and trains
-    on its edges). ``holdout`` > 0: the training edges are split (:func:`holdout_supervision`); the embeddings see
-    the message edges only, and H, the bins and Act's pairs come from the supervision edges, which the embeddings
-    never saw, as test edges are not. ``python -m pipelines.bench graph --sections link`` measures both: on Cora
-    and CiteSeer the held-out form scores lower (Act learns from a fifth of the edges), so it is not the default.
-    """
-    message, supervision = holdout_supervision(split, holdout, seed) if holdout else (split, split)
-    emb = node_embeddings(x, message, d=d, seed=seed)
-    pr, hs = probe(emb, supervision, bins, lam)
-    torch.manual_seed(seed)
-    return {"probe": pr, **fit_act(NetInfoFAct(emb, hs), supervision)}
+def select_regularisers(emb: dict[str, torch.Tensor], split: EdgeSplit, lams=(1.0, 1e3, 1e4),
+                        weight_decays=(0.0, 1e-4, 1e-3), epochs: int = 300, lr: float = 0.01, k: int = 100,
+                        seed: int = 0) -> tuple[float, float, dict]:
+    """NetInfoF's per-split tuning: the (ridge λ of H, weight decay of Act) pair whose regression reaches the best
+    validation Hits@k (training pairs: the split's training edges and negatives; never the test pairs).
+    -> (λ, weight decay, {"lam=..,wd=..": val Hits@k})."""
+    pairs = torch.cat([split.train_pos, split.train_neg], 1)
+    y = torch.cat([torch.ones(split.train_pos.size(1)), torch.zeros(split.train_neg.size(1))])
+    grid = {}
+    for lam in lams:
+        act = NetInfoF(emb, {n: compatibility(z, split, lam) for n, z in emb.items()})
+        feats, val = act.features(pairs), (act.features(split.val_pos), act.features(split.val_neg))
+        for wd in weight_decays:
+            grid[(lam, wd)] = _logistic_fit(feats, y, val, wd, epochs, lr, k, seed)
+    lam, wd = max(grid, key=lambda key: (grid[key], -key[1], key[0]))  # ties: less decay, more ridge
+    return lam, wd, {f"lam={a:g},wd={b:g}": v for (a, b), v in grid.items()}

@@ -46,12 +46,46 @@ def test_single_forward_method_runs_through_the_runner():
     assert out["confidence"].between(0, 1).all()
 
 
+def test_link_task_netinfof_run_logs_probe_and_registers_a_pair_scorer():
+    res = run(GraphJob(), ["--task", "link", "--epochs", "30", "--seed", "0"] + QUIET)
+    m = res.metrics
+    assert {"test_hits_at_20", "test_hits_at_50", "test_hits_at_100", "test_mrr", "test_auc"} <= set(m)
+    assert m["test_hits_at_20"] <= m["test_hits_at_50"] <= m["test_hits_at_100"]
+    assert m["test_hits_at_100"] > 0.6 and m["test_auc"] > 0.85  # NetInfoF on Cora: ~0.78 / ~0.9
+    c = MlflowClient(tracking.tracking_uri())
+    r = c.get_run(res.run_id)
+    assert r.data.params["data.task"] == "link" and r.data.params["data.features"] == "given"
+    assert 0.5 < r.data.metrics["probe_score"] <= 1 and "netinfof_lam" in r.data.metrics
+    assert int(r.data.params["data.test_edges"]) == 1055  # 20 % of Cora's 5278 undirected edges
+    mv = c.get_model_version_by_alias("graph_link", "champion")
+    assert str(mv.version) == res.version == "1"
+    model = mlflow.pyfunc.load_model("models:/graph_link@champion")
+    out = model.predict(pd.DataFrame({"src": [0, 5, 2707], "dst": [633, 6, 0]}))
+    assert list(out.columns) == ["src", "dst", "score", "probability"] and out["probability"].between(0, 1).all()
+
+
+def test_link_task_gcn_auto_encoder_beats_chance_and_names_unknown_nodes():
+    from core.datadir import DataError
+
+    res = run(GraphJob(), ["--task", "link", "--model", "gcn", "--epochs", "40", "--seed", "0",
+                           "--mlflow.register", "false"] + QUIET)
+    assert res.metrics["test_auc"] > 0.8 and res.metrics["test_hits_at_100"] > 0.4
+    predictor = GraphJob().predictor(res.outcome.task, res.outcome.datamodule, res.config)
+    with pytest.raises(DataError, match=r"2 unknown node id\(s\) in 'dst' \(row 1: 2708, row 2: 'x'\)"):
+        predictor.predict(pd.DataFrame({"src": [0, 1, 2], "dst": [1, 2708, "x"]}))
+    with pytest.raises(DataError, match=r"needs columns 'src' and 'dst'"):
+        predictor.predict(pd.DataFrame({"node": [0]}))
+
+
 @pytest.mark.parametrize("args,msg", [
     (["--data", "PubMed"], "PubMed/raw: dataset files missing: ind.pubmed.x"),
     (["--split", "forwardgnn:7"], "node-index-split7.pt: missing"),
     (["--model", "graphormer"], "model.name: unknown 'graphormer'"),
     (["--method", "sf", "--model", "sage"], "task.method sf trains GCN layers"),
     (["--model.widht", "3"], "--model.widht: unknown option"),
+    (["--task", "link", "--data.test", "0.0001"], "leaves no test edges"),
+    (["--task", "link", "--model", "graphormer"], "model.name: unknown 'graphormer' for --task link"),
+    (["--task", "edge"], "task.kind: unknown 'edge'"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_run(args, msg, cli):
     code, err = cli(GraphJob(), *args)

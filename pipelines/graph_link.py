@@ -13,7 +13,7 @@ from __future__ import annotations
 from apps.graph.data import LinkData
 from apps.graph.metrics import hits_at_k
 from apps.graph.models import CONVS, DECODERS, LinkGNN
-from apps.graph.netinfof import NetInfoF, compatibility, node_embeddings, probe, select_regularisers
+from apps.graph.netinfof import VIEWS, NetInfoF, compatibility, node_embeddings, probe, select_regularisers
 from apps.graph.predict import LinkScorer
 from apps.graph.task import NEGATIVES, LinkPredictor
 from core.utils import deep_merge
@@ -157,11 +157,15 @@ class LinkJob(Job):
                 f"AUC {metrics['test_auc']:.3f}")
 
 
-def netinfof_views(x, split, dim: int = 128, alpha: float = 0.15, seed: int = 0):
-    """NetInfoF's five views of the training graph (:func:`apps.graph.netinfof.node_embeddings`).
+def netinfof_views(x, split, dim: int = 128, alpha: float = 0.15, views: list[str] | None = None, seed: int = 0):
+    """NetInfoF's views of the training graph (:func:`apps.graph.netinfof.node_embeddings`).
 
     Args:
-        dim: width of each view (U, R, F, Psl, Pns).
+        dim: width of each view.
         alpha: restart probability of the personalised PageRank view R.
+        views: which views Act combines (default all five, as the paper: U, R, F, Psl, Pns).
     """
-    return node_embeddings(x, split, d=dim, seed=seed, alpha=alpha)
+    try:
+        return node_embeddings(x, split, d=dim, seed=seed, alpha=alpha, views=tuple(views or VIEWS))
+    except ValueError as e:
+        raise ConfigError(f"model.{e}") from None

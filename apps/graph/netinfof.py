@@ -64,18 +64,29 @@ def personalised_pagerank(split: EdgeSplit, d: int, alpha: float = 0.15, terms: 
     return (basis @ ub)[:, :d] * s[:d].sqrt()
 
 
-def node_embeddings(x: torch.Tensor, split: EdgeSplit, d: int = 64, seed: int = 0,
-                    alpha: float = 0.15) -> dict[str, torch.Tensor]:
-    """The five NetInfoF views of the training graph (U, R, F, Psl, Pns), each [N, d], columns standardised.
-    The adjacency stays sparse (its SVD is randomised), so memory is O(E + N d)."""
+VIEWS = ("U", "R", "F", "Psl", "Pns")
+
+
+def node_embeddings(x: torch.Tensor, split: EdgeSplit, d: int = 64, seed: int = 0, alpha: float = 0.15,
+                    views: tuple[str, ...] = VIEWS) -> dict[str, torch.Tensor]:
+    """NetInfoF's views of the training graph (all five by default: U, R, F, Psl, Pns), each [N, d], columns
+    standardised. The adjacency stays sparse (its SVD is randomised), so memory is O(E + N d)."""
+    unknown = sorted(set(views) - set(VIEWS))
+    if unknown or not views:
+        raise ValueError(f"views: unknown {unknown} (known: {', '.join(VIEWS)})" if unknown else "views: none given")
     torch.manual_seed(seed)
     n, g = split.num_nodes, split.train_graph
-    a = torch.sparse_coo_tensor(g, torch.ones(g.size(1)), (n, n)).coalesce()
-    u, s, _ = torch.svd_lowrank(a, q=min(d, n - 1), niter=4)
     with_loops, without = gcn_norm(g, n, self_loops=True), gcn_norm(g, n, self_loops=False)
-    return {"U": _standardise(u * s.sqrt()), "R": _standardise(personalised_pagerank(split, d, alpha, seed=seed)),
-            "F": _standardise(_pca(x, d)), "Psl": _standardise(_pca(with_loops @ (with_loops @ x), d)),
-            "Pns": _standardise(_pca(without @ (without @ x), d))}
+
+    def adjacency_svd():
+        a = torch.sparse_coo_tensor(g, torch.ones(g.size(1)), (n, n)).coalesce()
+        u, s, _ = torch.svd_lowrank(a, q=min(d, n - 1), niter=4)
+        return u * s.sqrt()
+
+    make = {"U": adjacency_svd, "R": lambda: personalised_pagerank(split, d, alpha, seed=seed),
+            "F": lambda: _pca(x, d), "Psl": lambda: _pca(with_loops @ (with_loops @ x), d),
+            "Pns": lambda: _pca(without @ (without @ x), d)}
+    return {v: _standardise(make[v]()) for v in VIEWS if v in views}
 
 
 def compatibility(z: torch.Tensor, split: EdgeSplit, lam: float = 1.0) -> torch.Tensor:

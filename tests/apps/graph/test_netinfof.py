@@ -152,3 +152,15 @@ def test_regulariser_selection_never_reads_the_test_pairs():
     lam, wd, grid = select_regularisers(node_embeddings(x, sp, d=4), sealed, lams=(1.0, 100.0),
                                         weight_decays=(0.0, 1e-3), epochs=20, k=5)
     assert len(grid) == 4 and grid[f"lam={lam:g},wd={wd:g}"] == max(grid.values())
+
+
+def test_a_subset_of_views_computes_only_those_and_an_unknown_view_is_an_error():
+    import pytest
+
+    from apps.graph.netinfof import node_embeddings
+
+    x, sp = _toy_split(seed=6)
+    full, some = node_embeddings(x, sp, d=4), node_embeddings(x, sp, d=4, views=("F", "U"))
+    assert list(some) == ["U", "F"] and all(torch.equal(some[k], full[k]) for k in some)
+    with pytest.raises(ValueError, match=r"views: unknown \['Q'\]"):
+        node_embeddings(x, sp, d=4, views=("U", "Q"))

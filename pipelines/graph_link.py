@@ -138,9 +138,17 @@ class LinkJob(Job):
     score_name = "test_miss_at_100"
 
     def score(self, predictor, dm) -> float:
-        """1 - Hits@100 on ``dm``'s test pairs (lower is better)."""
+        """1 - Hits@100 on ``dm``'s test pairs (lower is better). A model whose training graph holds any of those
+        test edges (trained on another split: another seed or other data) cannot be scored on them fairly: a
+        ConfigError says so, and retraining leaves the champion as it is."""
         import pandas as pd
         import torch
+
+        leaked = predictor.seen(dm.split.test_pos)
+        if leaked:
+            raise ConfigError(f"the model was trained with {leaked} of these {dm.split.test_pos.size(1)} test edges "
+                              f"in its graph (another edge split: --seed or the data differ); score it on its own "
+                              f"split, or retrain with the seed it was trained with")
 
         def scores(pairs):
             frame = pd.DataFrame({"src": pairs[0].numpy(), "dst": pairs[1].numpy()})

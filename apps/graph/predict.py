@@ -43,8 +43,15 @@ class LinkScorer:
     def __init__(self, model: torch.nn.Module, x: torch.Tensor, edge_index: torch.Tensor):
         """``model``: ``encode(x, edge_index) -> state``, ``decode(state, pairs) -> logits`` (the link task's)."""
         self.model, self.num_nodes = model.eval(), x.size(0)
+        self.edge_index = edge_index  # the training graph: which pairs this model has seen as edges
         with torch.no_grad():
             self.state = model.encode(x, edge_index)
+
+    def seen(self, pairs: torch.Tensor) -> int:
+        """How many of ``pairs`` [2, P] were edges of this model's training graph (either direction)."""
+        n = max(self.num_nodes, int(pairs.max()) + 1 if pairs.numel() else 0)
+        known = set((self.edge_index[0] * n + self.edge_index[1]).tolist())
+        return sum(int(a) * n + int(b) in known for a, b in pairs.t().tolist())
 
     def predict(self, df: pd.DataFrame, source: str = "input") -> pd.DataFrame:
         missing = [c for c in ("src", "dst") if c not in df.columns]

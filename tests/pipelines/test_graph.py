@@ -66,6 +66,7 @@ def test_link_task_netinfof_run_logs_probe_and_registers_a_pair_scorer():
 
 def test_link_task_gcn_auto_encoder_beats_chance_and_names_unknown_nodes():
     from core.datadir import DataError
+    from pipelines.config import ConfigError
 
     res = run(GraphJob(), ["--task", "link", "--model", "gcn", "--epochs", "40", "--seed", "0",
                            "--mlflow.register", "false"] + QUIET)
@@ -75,6 +76,11 @@ def test_link_task_gcn_auto_encoder_beats_chance_and_names_unknown_nodes():
         predictor.predict(pd.DataFrame({"src": [0, 1, 2], "dst": [1, 2708, "x"]}))
     with pytest.raises(DataError, match=r"needs columns 'src' and 'dst'"):
         predictor.predict(pd.DataFrame({"node": [0]}))
+    job = GraphJob()
+    assert 0 <= job.score(predictor, res.outcome.datamodule) < 0.6  # its own split: 1 - Hits@100
+    other = job.data(job.resolve({"task": {"kind": "link"}, "seed": 1}))  # another split: its test edges were seen
+    with pytest.raises(ConfigError, match=r"trained with \d+ of these 1055 test edges in its graph"):
+        job.score(predictor, other)
 
 
 @pytest.mark.parametrize("args,msg", [

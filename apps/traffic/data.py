@@ -102,9 +102,10 @@ class TrafficData(pl.LightningDataModule):
         burst_gap: seconds of silence that end a burst.
         batch_size: training batch size.
         seed: fold shuffling and label subsampling.
-        pretrain_paths: more captures (each a capture, folder or glob), unlabelled, added to the pretraining flows
-            (e.g. the Stratosphere and Zeek captures); files of ``path`` itself are never added this way, so a
-            validation or test capture never reaches pretraining.
+        pretrain_paths: more captures (each a capture, folder or glob), unlabelled, added to the pretraining flows;
+            files of ``path`` itself are never added this way, so a validation or test capture never reaches
+            pretraining. Default: with nDPI's captures (no ``path``), every other capture of the traffic data
+            folder (Zeek, nPrint, Stratosphere: 2,540 flows); with a ``path`` of yours, none ([] for none).
         cache: flows already read, kept by the caller across data modules (see :func:`read_flows`).
     """
 
@@ -115,7 +116,9 @@ class TrafficData(pl.LightningDataModule):
                  seed: int = 0, pretrain_paths: list[str] | None = None, cache: dict | None = None):
         super().__init__()
         self.cache = cache
-        self.pretrain_paths = list(pretrain_paths or ())
+        if pretrain_paths is None:  # everything unlabelled that is here, beside nDPI's labelled captures
+            pretrain_paths = [str(data_dir() / "traffic")] if path is None else []
+        self.pretrain_paths = list(pretrain_paths)
         self.path, self.labels, self.label_column, self.level = path, labels, label_column, level
         self.unmask = tuple(unmask or ())
         bad = sorted(set(self.unmask) - set(SHORTCUTS))

@@ -2,12 +2,14 @@
 
 Sections (each model trained by the job's own code path, best validation epoch, no MLflow run per model):
 - ``folds``: GBM on flow statistics, the hierarchical model from scratch, and pretrained (masked field
-  prediction on the training captures' flows) + fine-tuned; 5 folds grouped by capture, shortcuts masked;
-  macro-F1 and accuracy, mean ± std over folds.
+  prediction on the training captures' flows and every unlabelled capture here) + fine-tuned; 5 folds grouped by
+  capture, shortcuts masked; macro-F1 and accuracy, mean ± std over folds (each the mean of ``--seeds``), and
+  the paired differences between methods with their 95 % intervals over folds.
 - ``shortcuts``: the same with every shortcut field unmasked (ports, TTL, IP ID, sequence numbers, TCP
   timestamps), and with ports alone; the drop from unmasked to masked per method.
 - ``leaky``: the same folds made over flows, ignoring captures (the leaky control); the drop to grouped.
-- ``labels``: label efficiency: 1 / 10 / 100 % of the training flows' labels (pretraining sees all flows).
+- ``labels``: label efficiency: ``--fractions`` (1 / 10 %) and 100 % of the training flows' labels (pretraining
+  sees all flows), with pretrained - scratch and pretrained - GBM paired at each fraction.
 - ``captures``: the capture-level task: Zeek's protocol test traces, label = protocol folder, a capture's label
   from the mean of its flows' probabilities; the same three methods, folds grouped by capture, shortcuts masked.
 - ``parse``: captures -> flows for every capture under ``traffic/`` against dpkt's own object decoding
@@ -32,9 +34,11 @@ from apps.traffic.pcap import CaptureStats, read_packets, sniff
 from core.datadir import DataError, data_dir
 from pipelines.bench.sections import add_common, bench_main, check_sections, job_data, parse_quick, train
 from pipelines.traffic import TrafficJob
+from pipelines.bench.stats import mean_interval, verdict
 from pipelines.bench.table import markdown, mean_std
 
 SECTIONS = ("folds", "shortcuts", "leaky", "labels", "captures", "parse")
+PRE, SCRATCH, GBM = "netFound, pretrained", "netFound, scratch", "GBM (flow statistics)"
 
 
 def _train(a, dm, data: dict, pretrain_epochs: int, seed: int, reference: bool = False):
@@ -50,20 +54,20 @@ def _scores(m: dict, prefix: str = "test_") -> dict:
 
 def _methods(a, pretrained: bool = True, **data_kw) -> dict[str, list[dict]]:
     """method -> one score dict per fold (seed-averaged); the GBM is the job's reference on the same test flows."""
-    out: dict[str, list[dict]] = {"GBM (flow statistics)": [], "netFound, scratch": []}
+    out: dict[str, list[dict]] = {GBM: [], SCRATCH: []}
     if pretrained:
-        out["netFound, pretrained"] = []
+        out[PRE] = []
     for k in a.folds:
         data = {**data_kw, "split": f"{data_kw.get('split', 'group')}:{k}"}
         dm = job_data(a.job, {"data": data})
         gbm = None
-        for name, pre in (("netFound, scratch", 0), ("netFound, pretrained", a.pretrain_epochs))[:len(out) - 1]:
+        for name, pre in ((SCRATCH, 0), (PRE, a.pretrain_epochs))[:len(out) - 1]:
             runs = []
             for seed in a.seeds:
                 runs.append(_train(a, dm, data, pre, seed, reference=gbm is None))
                 gbm = gbm or runs[-1].reference
             out[name].append({m: statistics.mean(_scores(r.metrics)[m] for r in runs) for m in ("macro_f1", "acc")})
-        out["GBM (flow statistics)"].append(_scores(gbm, "gbm_"))
+        out[GBM].append(_scores(gbm, "gbm_"))
         print(f"fold {k} {data_kw}: " + ", ".join(f"{n} {v[-1]['macro_f1']:.3f}" for n, v in out.items()),
               flush=True)
     return out
@@ -71,7 +75,7 @@ def _methods(a, pretrained: bool = True, **data_kw) -> dict[str, list[dict]]:
 
 def _grouped(a, pretrained: bool) -> dict[str, list[dict]]:
     """The grouped, masked results, computed once per process (with the pretrained model if any section asked)."""
-    if "group" not in a.cache or (pretrained and "netFound, pretrained" not in a.cache["group"]):
+    if "group" not in a.cache or (pretrained and PRE not in a.cache["group"]):
         a.cache["group"] = _methods(a, pretrained)
     return a.cache["group"]
 
@@ -80,10 +84,20 @@ def _f1(runs: list[dict], key: str = "macro_f1") -> str:
     return mean_std([r[key] for r in runs], 3)
 
 
+def _paired(res: dict[str, list[dict]], a_name: str, b_name: str, key: str = "macro_f1") -> str:
+    """a - b per fold (each fold the mean of its seeds: a fold's seeds share its test flows, so the fold is the
+    unit), mean and 95 % t interval over folds, and what the interval says."""
+    diff, low, high = mean_interval([x[key] - y[key] for x, y in zip(res[a_name], res[b_name])])
+    return f"{diff:+.3f} [{low:+.3f}, {high:+.3f}] {verdict(low, high)}"
+
+
 def folds(a) -> str:
     res = _grouped(a, True)
     rows = [[n, _f1(r), _f1(r, "acc")] for n, r in res.items()]
-    return markdown(["method (grouped folds, shortcuts masked)", "macro-F1", "accuracy"], rows) + _note(a)
+    table = markdown(["method (grouped folds, shortcuts masked)", "macro-F1", "accuracy"], rows)
+    pairs = markdown(["paired comparison (macro-F1)", "mean difference [95 % CI] over folds"],
+                     [[f"{x} - {y}", _paired(res, x, y)] for x, y in ((PRE, SCRATCH), (PRE, GBM), (SCRATCH, GBM))])
+    return table + "\n\n" + pairs + _note(a)
 
 
 def shortcuts(a) -> str:
@@ -108,12 +122,15 @@ def leaky(a) -> str:
 
 
 def labels(a) -> str:
-    rows = []
-    fr = {frac: _methods(a, label_fraction=frac) for frac in (0.01, 0.1)}
-    fr[1.0] = _grouped(a, True)  # all labels: the folds section's cells
-    for n in fr[1.0]:
-        rows.append([n] + [_f1(fr[f][n]) for f in fr])
-    return markdown(["method", "1 % labels", "10 % labels", "100 % labels"], rows) + _note(a)
+    """Label efficiency: ``--fractions`` of the training flows' labels (pretraining sees every unlabelled flow), and
+    100 % (the folds section's cells); pretrained - scratch and pretrained - GBM paired per fold at each."""
+    fr = {frac: _methods(a, label_fraction=frac) for frac in a.fractions}
+    fr[1.0] = _grouped(a, True)
+    head = [f"{100 * f:g} % labels" for f in fr]
+    rows = [[n] + [_f1(fr[f][n]) for f in fr] for n in fr[1.0]]
+    rows += [[f"{x} - {y} (paired, 95 % CI)"] + [_paired(fr[f], x, y) for f in fr] for x, y in ((PRE, SCRATCH),
+                                                                                               (PRE, GBM))]
+    return markdown(["method (macro-F1)"] + head, rows) + _note(a)
 
 
 def captures(a) -> str:
@@ -129,7 +146,8 @@ def _note(a) -> str:
     return (f"\n\nmacro-F1 / accuracy per flow, mean ± std over folds {a.folds} (each fold the mean of seeds "
             f"{a.seeds}); nDPI's master_proto labels with DPI confidence, the 7 largest classes in >= 5 captures, "
             f"<= 50 flows per capture and class; {a.epochs} epochs max (best validation macro-F1), pretraining "
-            f"{a.pretrain_epochs} epochs.")
+            f"{a.pretrain_epochs} epochs on the training captures' flows and every unlabelled capture here (Zeek, "
+            f"nPrint, Stratosphere). Paired differences: per fold (the mean of its seeds), t interval over folds.")
 
 
 def _dpkt_count(files: list[Path]) -> int:
@@ -230,14 +248,16 @@ def parse_args(argv):
     ap = argparse.ArgumentParser(prog="python -m pipelines.bench traffic", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2 folds, 1 seed, 3 epochs, 1 pretraining epoch, 1 rep")
     ap.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--pretrain_epochs", type=int, default=3)
+    ap.add_argument("--fractions", nargs="+", type=float, default=[0.01, 0.1],
+                    help="labels section: label fractions besides 100 %%")
     ap.add_argument("--pretrained_controls", action="store_true",
                     help="also run the pretrained model in the shortcuts and leaky controls (about 2x their time)")
     add_common(ap, SECTIONS, reps=3)
     a = parse_quick(ap, argv, folds=ap.get_default("folds")[:2], seeds=ap.get_default("seeds")[:1], epochs=3,
-                    pretrain_epochs=1, reps=1)
+                    pretrain_epochs=1, reps=1, fractions=[0.1])
     a.cache = {}
     a.job = TrafficJob(cache={})  # the captures are read once per process, for every fold and control
     return check_sections(ap, a, SECTIONS)

@@ -111,7 +111,9 @@ def test_label_csv_errors_name_the_file_and_column(tmp_path):
 
 def test_pretraining_never_sees_a_validation_or_test_capture_and_takes_extra_corpora(dm, data_root):
     held = {dm.flows[i].capture for s in ("val", "test") for i in dm.sets[s]["index"]}
-    own = dm.pretrain_flows()
+    base = TrafficData(split="group:0", pretrain_paths=[])
+    base.setup()
+    own = base.pretrain_flows()
     assert own and not {f.capture for f in own} & held
     extra = TrafficData(split="group:0", pretrain_paths=[str(data_root / "traffic/stratosphere"),
                                                          str(data_root / "traffic/ndpi/pcap")])
@@ -121,6 +123,18 @@ def test_pretraining_never_sees_a_validation_or_test_capture_and_takes_extra_cor
     added = more[len(own):]
     assert added and {f.capture for f in added} <= strato  # nDPI's own captures are not added a second time
     assert not {f.capture for f in more} & held
+
+
+def test_by_default_pretraining_takes_every_unlabelled_capture_here(dm, data_root):
+    """nDPI's labelled captures (no validation or test one) plus all of Zeek's, nPrint's and Stratosphere's."""
+    names = {f.capture for f in dm.pretrain_flows()}
+    for corpus in ("zeek", "nprint", "stratosphere"):
+        files = {f.name for f in (data_root / "traffic" / corpus).rglob("*") if f.suffix in (".pcap", ".pcapng")}
+        assert files and files & names, corpus
+    held = {dm.flows[i].capture for s in ("val", "test") for i in dm.sets[s]["index"]}
+    assert not names & held
+    mine = TrafficData(path=str(data_root / "traffic/ndpi/pcap"), split="group:0")  # a path of the user's
+    assert mine.pretrain_paths == []
 
 
 def test_user_folder_labels_keep_every_label_with_enough_captures_and_say_what_they_drop(data_root):

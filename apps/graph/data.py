@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 import shutil
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from core.datadir import DataError, cache_dir, data_dir
 
+log = logging.getLogger(__name__)
 PLANETOID = ("cora", "citeseer", "pubmed")
 CITATIONFULL = ("cora", "cora_ml", "citeseer", "dblp", "pubmed")
 
@@ -291,6 +293,8 @@ class LinkData(pl.LightningDataModule):
         if kind == "given" and not g.x.size(1):
             raise DataError(f"{self.name}: the dataset has no node features; use --data.features identity or degree")
         x = g.x if kind == "given" else structural_features(kind, sp.train_graph, n)
+        if self.features == "auto" and kind != "given":
+            log.warning("graph: %s has no node features; using %s features (%d columns)", self.name, kind, x.size(1))
         if self.normalize_features:
             x = x / x.sum(1, keepdim=True).clamp(min=1e-12)
         self.split, self.features_used, self.num_features = sp, kind, x.size(1)

@@ -45,13 +45,14 @@ def test_message_passing_sees_training_edges_only(monkeypatch):
     assert torch.equal(again.split.test_pos, sp.test_pos)  # the seed fixes the split
 
 
-def test_a_graph_without_features_gets_identity_or_degree_features_from_training_edges(monkeypatch):
+def test_a_graph_without_features_gets_identity_or_degree_features_from_training_edges(monkeypatch, caplog):
     from apps.graph.data import LinkData
 
     _fake_graph(monkeypatch, features=False)
     dm = LinkData("Fake")
     dm.setup()
     assert dm.features_used == "identity" and torch.equal(dm.data.x, torch.eye(60))
+    assert "Fake has no node features; using identity features (60 columns)" in caplog.text
     deg = LinkData("Fake", features="degree")
     deg.setup()
     train_degree = torch.bincount(deg.data.edge_index[0], minlength=60)

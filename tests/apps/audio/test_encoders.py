@@ -50,3 +50,17 @@ def test_a_quieter_clip_changes_the_features_and_padding_is_masked(data_root, na
     (alone,), m1 = encode_waves(enc, [w[:2000]])
     (padded, _), m2 = encode_waves(enc, [w[:2000], w])
     assert m1[0].sum() == m2[0].sum() < m2[1].sum()
+
+
+def test_ge2e_hears_a_quiet_clip_at_its_training_volume(data_root):
+    """Resemblyzer normalises every clip up to -30 dBFS before its encoder: quieter copies of one clip encode the
+    same (a louder one is left as it is)."""
+    enc = build_encoder("ge2e")
+    w = _clip(data_root, "5_lucas_7.wav")
+    w = w / w.pow(2).mean().sqrt() * 10 ** (-40 / 20)  # -40 dBFS
+    (a, b), m = encode_waves(enc, [w, 0.1 * w])
+    torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
+    power = enc.normalize_volume(w[None], torch.ones(1, len(w))).pow(2).mean()
+    assert abs(10 * torch.log10(power) - -30) < 0.01
+    loud = w / w.pow(2).mean().sqrt() * 10 ** (-10 / 20)  # -10 dBFS: not lowered
+    assert torch.equal(enc.normalize_volume(loud[None], torch.ones(1, len(w))), loud[None])

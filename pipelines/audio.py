@@ -22,7 +22,7 @@ from apps.audio.models import CONNECTORS, INTEGRATIONS, AudioLM
 from apps.audio.plots import accuracy_by_type_figure
 from apps.audio.predict import AudioQAPredictor
 from apps.audio.questions import TYPES
-from apps.audio.task import AudioQATask, answer_mask, macro_by_type, set_stage
+from apps.audio.task import AudioQATask, answer_mask, macro_by_type, majority_floor, set_stage
 from core.datadir import data_dir
 from pipelines.options import Param, Section, ffn_choices, ffn_section
 from pipelines.runner import Job, fit_module, main
@@ -79,6 +79,13 @@ class AudioJob(Job):
         set_stage(task.model, 2)
         return out
 
+    def reference(self, dm, cfg: dict) -> dict[str, float]:
+        """The per-type majority answer on the test questions (training templates): ``floor_majority_acc`` (macro
+        over types) and ``floor_majority_acc_<type>``, the floor any model that ignores the audio can reach."""
+        test = [r for r in dm.sets["test"].rows if not r["rephrased"]]
+        macro, per = majority_floor(dm.sets["train"].rows, test)
+        return {"floor_majority_acc": macro, **{f"floor_majority_acc_{t}": v for t, v in per.items()}}
+
     def predictor(self, task, dm, cfg):
         return AudioQAPredictor(task.model, dm.encoders)
 
@@ -113,7 +120,8 @@ class AudioJob(Job):
         per = ", ".join(f"{t} {metrics[f'test_acc_{t}']:.2f}" for t in TYPES if f"test_acc_{t}" in metrics)
         return (f"{cfg['model']['integration']} (start {cfg['model'].get('start', 0)}) on "
                 f"{'+'.join(cfg['data']['encoders'])}, {cfg['data']['split']}: test accuracy (macro over types) "
-                f"{metrics['test_acc']:.3f}, blind {metrics['test_acc_blind']:.3f}, rephrased "
+                f"{metrics['test_acc']:.3f}, blind {metrics['test_acc_blind']:.3f}, per-type majority "
+                f"{metrics.get('floor_majority_acc', float('nan')):.3f}, rephrased "
                 f"{metrics.get('test_acc_rephrased', float('nan')):.3f}\n  {per}")
 
 

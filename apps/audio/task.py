@@ -10,6 +10,8 @@ same model with the audio removed, training templates). The stages are run by th
 """
 from __future__ import annotations
 
+from collections import Counter
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -38,6 +40,17 @@ def macro_by_type(correct: torch.Tensor, qtype: torch.Tensor) -> tuple[float, di
     """-> (mean over the types present of their accuracy, type -> accuracy)."""
     per = {TYPES[t]: correct[qtype == t].float().mean().item() for t in qtype.unique().tolist()}
     return (sum(per.values()) / len(per) if per else float("nan")), per
+
+
+def majority_floor(train_rows: list[dict], test_rows: list[dict]) -> tuple[float, dict[str, float]]:
+    """The prior a model could learn without listening: each question type's most common training answer, scored
+    on ``test_rows`` -> (macro over types, type -> accuracy). Rows are the data module's question dicts."""
+    common: dict[int, Counter] = {}
+    for r in train_rows:
+        common.setdefault(r["qtype"], Counter())[r["answer"]] += 1
+    guess = {t: c.most_common(1)[0][0] for t, c in common.items()}
+    correct = torch.tensor([guess.get(r["qtype"]) == r["answer"] for r in test_rows])
+    return macro_by_type(correct, torch.tensor([r["qtype"] for r in test_rows]))
 
 
 class AudioQATask(pl.LightningModule):

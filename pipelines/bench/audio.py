@@ -21,10 +21,12 @@ import torch
 from apps.audio.data import AudioQA
 from apps.audio.models import AudioLM
 from apps.audio.questions import TYPES
+from apps.audio.task import majority_floor
 from core.datadir import data_dir, fsdd_files
 from pipelines.audio import AudioJob
 from pipelines.bench.sections import (add_common, bench_main, check_sections, interleaved_ms, job_data,
                                       parse_quick, train)
+from pipelines.bench.stats import mean_interval, verdict
 from pipelines.bench.table import markdown, mean_std
 
 SECTIONS = ("integration", "encoders", "probes", "cost")
@@ -53,16 +55,46 @@ def _data_options(a, encoders: list[str]) -> dict:
     return {"encoders": list(encoders), "subset": a.subset, "split": a.split}
 
 
-def _data(a, encoders: list[str]) -> AudioQA:
-    key = tuple(encoders)
-    if key not in a.cache:  # data seed 0: the same questions for every seed
-        a.cache[key] = job_data(AudioJob(), {"seed": 0, "data": _data_options(a, encoders)})
+def _data(a, encoders: list[str], seed: int) -> AudioQA:
+    """The question set of ``seed``: the data seed is the model seed, so a seed varies the questions, gains,
+    multi-digit items and order as well as the initialisation."""
+    key = (tuple(encoders), seed)
+    if key not in a.cache:
+        a.cache[key] = job_data(AudioJob(), {"seed": seed, "data": _data_options(a, encoders)})
     return a.cache[key]
+
+
+def _majority(dm: AudioQA) -> dict:
+    """The per-type majority answer as a row of test metrics (``test_acc``, per type, rephrased)."""
+    test = dm.sets["test"].rows
+    macro, per = majority_floor(dm.sets["train"].rows, [r for r in test if not r["rephrased"]])
+    reph, _ = majority_floor(dm.sets["train"].rows, [r for r in test if r["rephrased"]])
+    return {"test_acc": macro, "test_acc_rephrased": reph, **{f"test_acc_{t}": v for t, v in per.items()}}
+
+
+# the paper's claims, each a paired difference (row a - row b, per seed) whose interval decides it
+CLAIMS = (("LAL beats PLITS", "LAL", "PLITS"),
+          ("delayed integration helps PLITS", "PLITS, delayed (layer 2)", "PLITS"),
+          ("delayed integration helps LAL", "LAL, delayed (layer 2)", "LAL"),
+          ("PAL beats LAL", "PAL", "LAL"),
+          ("PAL beats PLITS", "PAL", "PLITS"))
+
+
+def _claims(runs: dict[str, list[dict]]) -> str:
+    rows = []
+    for claim, x, y in CLAIMS:
+        if x in runs and y in runs:
+            d, low, high = mean_interval([p["test_acc"] - q["test_acc"] for p, q in zip(runs[x], runs[y])])
+            word = verdict(low, high, below="reversed", above="reproduced").replace("no difference shown",
+                                                                                     "not reproduced")
+            rows.append([claim, f"{x} - {y}", f"{d:+.3f} [{low:+.3f}, {high:+.3f}]", word])
+    return markdown(["paper's claim", "paired difference (macro accuracy)", "mean [95 % CI] over seeds",
+                     "answer"], rows)
 
 
 def _rows(a, runs: dict[str, list[dict]]) -> list[list[str]]:
     cols = ["test_acc", "test_acc_blind", "test_acc_rephrased"] + [f"test_acc_{t}" for t in TYPES]
-    return [[n] + [mean_std([r[c] for r in rs], 3) for c in cols] for n, rs in runs.items()]
+    return [[n] + [mean_std([r[c] for r in rs], 3) if c in rs[0] else "-" for c in cols] for n, rs in runs.items()]
 
 
 def _header(first: str) -> list[str]:
@@ -73,25 +105,28 @@ def _note(a, encoders) -> str:
     return (f"\n\nTest accuracy, mean ± std over seeds {a.seeds}; encoders {'+'.join(encoders)}; FSDD {a.split} split "
             f"({'all recordings' if not a.subset else f'{a.subset} per digit and speaker'}); LM width {a.dim}, "
             f"4 layers; stage epochs {a.stage_epochs} (oracle LM, connectors, all); blind = the same model with the "
-            f"audio removed; rephrased = the held-out template of each type (macro).")
+            f"audio removed; rephrased = the held-out template of each type (macro). Each seed draws its own questions "
+            f"(data seed = model seed); claims: paired differences per seed, t interval.")
 
 
 def integration(a) -> str:
-    dm = _data(a, a.encoders)
     runs = {}
     for name, (integ, start) in METHODS.items():
         if _key(integ, start) not in a.methods:
             continue
-        runs[name] = [train_and_test(dm, a, s, integration=integ, start=start) for s in a.seeds]
+        runs[name] = [train_and_test(_data(a, a.encoders, s), a, s, integration=integ, start=start)
+                      for s in a.seeds]
         print(f"{name}: " + ", ".join(f"{r['test_acc']:.3f}" for r in runs[name]), flush=True)
-    return markdown(_header("integration"), _rows(a, runs)) + _note(a, a.encoders)
+    floor = {"per-type majority answer (no model)": [_majority(_data(a, a.encoders, s)) for s in a.seeds]}
+    return (markdown(_header("integration"), _rows(a, {**runs, **floor})) + _note(a, a.encoders) + "\n\n"
+            + _claims(runs))
 
 
 def encoders(a) -> str:
     runs = {}
     for enc in a.encoders + ["+".join(a.encoders)]:
-        dm = _data(a, enc.split("+"))
-        runs[f"LAL on {enc}"] = [train_and_test(dm, a, s, integration="lal") for s in a.seeds]
+        runs[f"LAL on {enc}"] = [train_and_test(_data(a, enc.split("+"), s), a, s, integration="lal")
+                                 for s in a.seeds]
         print(f"{enc}: " + ", ".join(f"{r['test_acc']:.3f}" for r in runs[f"LAL on {enc}"]), flush=True)
     return markdown(_header("encoders"), _rows(a, runs)) + _note(a, a.encoders)
 
@@ -102,7 +137,7 @@ def probes(a) -> str:
 
     from apps.audio.probes import LABELS, audio_attention_mass, probe_accuracy
 
-    dm = _data(a, a.encoders)
+    dm = _data(a, a.encoders, a.seeds[0])
     rows, curves = [], {}
     for name in ("PLITS", "LAL"):
         kept: list = []

@@ -39,7 +39,8 @@ def headline(app: str, m: dict, cfg_params: dict) -> str:
     if app == "traffic":
         return f"macro-F1 {m['test_macro_f1']:.3f} (GBM on flow statistics {m['gbm_macro_f1']:.3f})"
     if app == "audio":
-        return (f"macro accuracy {m['test_acc']:.3f} (blind floor {m['test_acc_blind']:.3f}, rephrased "
+        floor = f", per-type majority {m['floor_majority_acc']:.3f}" if "floor_majority_acc" in m else ""
+        return (f"macro accuracy {m['test_acc']:.3f} (blind floor {m['test_acc_blind']:.3f}{floor}, rephrased "
                 f"{m.get('test_acc_rephrased', float('nan')):.3f})")
     raise KeyError(app)
 

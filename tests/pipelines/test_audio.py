@@ -37,6 +37,7 @@ def test_pipeline_logs_per_type_blind_and_rephrased_accuracy_and_a_model_that_an
     assert {f"test_acc_{t}" for t in TYPES} <= set(m)
     assert 0 <= m["test_acc_blind"] <= 1 and 0 < m["test_acc"] <= 1
     assert 0 < m["stage0_val_acc"] <= 1 and 0 < m["stage1_val_acc"] <= 1  # both stages ran and were validated
+    assert 0 < m["floor_majority_acc"] < 1 and {f"floor_majority_acc_{t}" for t in TYPES} <= set(m)
     assert r.data.params["data.encoders"] == "mel" and int(r.data.params["data.train_questions"]) > 100
     rec = data_root / "audio" / "fsdd" / "recordings"
     model = mlflow.pyfunc.load_model("models:/audio@champion")

@@ -152,3 +152,13 @@ def test_audio_tokens_carry_their_order(integration, connector):
     assert not torch.allclose(m(tokens, audio), m(tokens, rev), atol=1e-5)
     oracle = torch.tensor([[5, 6, 7]])
     assert not torch.allclose(m(tokens, oracle=oracle), m(tokens, oracle=oracle.flip(1)), atol=1e-5)
+
+
+def test_majority_floor_answers_each_types_most_common_training_answer():
+    from apps.audio.task import majority_floor
+
+    train = [{"qtype": 0, "answer": 5}, {"qtype": 0, "answer": 5}, {"qtype": 0, "answer": 7},
+             {"qtype": 1, "answer": 2}]
+    test = [{"qtype": 0, "answer": 5}, {"qtype": 0, "answer": 7}, {"qtype": 1, "answer": 2}, {"qtype": 1, "answer": 3}]
+    macro, per = majority_floor(train, test)
+    assert list(per.values()) == [0.5, 0.5] and macro == 0.5

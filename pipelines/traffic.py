@@ -16,7 +16,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from apps.traffic.baseline import gbm_scores
+from apps.traffic.baseline import gbm_scores, majority_scores
 from apps.traffic.data import TrafficData
 from apps.traffic.metrics import scores
 from apps.traffic.models import MODELS, NetFound, build_model
@@ -76,8 +76,9 @@ class TrafficJob(Job):
         return {"pretrain_loss": fit_module(FieldPretrainer(task.model), loader, epochs, report="pretrain_loss")}
 
     def reference(self, dm, cfg: dict) -> dict[str, float]:
-        """The GBM on flow statistics, trained on the same training flows, scored on the same test flows."""
-        return gbm_scores(dm, dm.seed)
+        """The GBM on flow statistics, trained on the same training flows, scored on the same test flows; and the
+        majority-class floor on the same test units."""
+        return {**gbm_scores(dm, dm.seed), **majority_scores(dm)}
 
     def predictor(self, task, dm, cfg):
         return FlowPredictor(task, dm.class_names, dm.token_kw, dm.level)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from apps.traffic.metrics import scores
+from apps.traffic.metrics import by_capture, scores
 
 
 def fit_gbm(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 0) -> HistGradientBoostingClassifier:
@@ -33,3 +33,13 @@ def gbm_scores(dm, seed: int = 0) -> dict:
     tr, te, k = dm.sets["train"], dm.sets["test"], len(dm.class_names)
     gbm = fit_gbm(tr["stats"], tr["y"], k, seed)
     return {f"gbm_{m}": v for m, v in scores(te["y"], gbm_proba(gbm, te["stats"], k), te["group"], dm.level).items()}
+
+
+def majority_scores(dm) -> dict:
+    """The floor that ignores the traffic: every test unit gets the class most units of the training split have
+    (units: flows, or captures at capture level) -> floor_majority_macro_f1, floor_majority_acc."""
+    tr, te, k = dm.sets["train"], dm.sets["test"], len(dm.class_names)
+    y = by_capture(tr["y"], np.eye(k)[tr["y"]], tr["group"])[0] if dm.level == "capture" else tr["y"]
+    prob = np.zeros((len(te["y"]), k))
+    prob[:, np.bincount(y, minlength=k).argmax()] = 1.0
+    return {f"floor_majority_{m}": v for m, v in scores(te["y"], prob, te["group"], dm.level).items()}

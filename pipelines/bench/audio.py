@@ -26,7 +26,7 @@ from core.datadir import data_dir, fsdd_files
 from pipelines.audio import AudioJob
 from pipelines.bench.sections import (add_common, bench_main, check_sections, interleaved_ms, job_data,
                                       parse_quick, train)
-from pipelines.bench.stats import mean_interval, verdict
+from pipelines.bench.stats import paired_cell
 from pipelines.bench.table import markdown, mean_std
 
 SECTIONS = ("integration", "encoders", "probes", "cost")
@@ -84,12 +84,11 @@ def _claims(runs: dict[str, list[dict]]) -> str:
     rows = []
     for claim, x, y in CLAIMS:
         if x in runs and y in runs:
-            d, low, high = mean_interval([p["test_acc"] - q["test_acc"] for p, q in zip(runs[x], runs[y])])
-            word = verdict(low, high, below="reversed", above="reproduced").replace("no difference shown",
-                                                                                     "not reproduced")
-            rows.append([claim, f"{x} - {y}", f"{d:+.3f} [{low:+.3f}, {high:+.3f}]", word])
-    return markdown(["paper's claim", "paired difference (macro accuracy)", "mean [95 % CI] over seeds",
-                     "answer"], rows)
+            cell = paired_cell([p["test_acc"] - q["test_acc"] for p, q in zip(runs[x], runs[y])], below="reversed",
+                               above="reproduced").replace("no difference shown", "not reproduced")
+            rows.append([claim, f"{x} - {y}", cell])
+    return markdown(["paper's claim", "paired difference (macro accuracy)", "mean [95 % CI] over seeds: answer"],
+                    rows)
 
 
 def _rows(a, runs: dict[str, list[dict]]) -> list[list[str]]:

@@ -19,7 +19,7 @@ from apps.graph.data import GraphData
 from apps.graph.models import GNN
 from pipelines.bench.sections import add_common, bench_main, check_sections, interleaved_ms, job_data, parse_quick, train
 from pipelines.graph import GraphJob
-from pipelines.bench.stats import mean_interval
+from pipelines.bench.stats import paired_cell
 from pipelines.bench.table import markdown, mean_std
 
 SECTIONS = ("node", "forward", "init", "link", "speed")
@@ -119,11 +119,10 @@ def link(a) -> str:
         for m, (_, paper_at) in LINK_MODELS.items():
             paper = PAPER_LINK[name][paper_at]
             col = lambda key, scale=100, digits=2: mean_std([scale * r[key] for r in res[m]], digits)  # noqa: E731
-            diff, low, high = mean_interval(np.subtract(hits[m], hits[first]))
             rows.append([name, m, len(a.seeds), mean_std(hits[m], 2), paper,
                          f"{statistics.mean(hits[m]) - paper:+.2f}", col("test_hits_at_20"), col("test_mrr", 1, 3),
                          col("test_auc", 1, 3), col("probe_score") if "probe_score" in res[m][0] else "-",
-                         "-" if m == first else f"{diff:+.2f} [{low:+.2f}, {high:+.2f}]"])
+                         "-" if m == first else paired_cell(np.subtract(hits[m], hits[first]), 2, words=False)])
     return markdown(["data", "model", "seeds (splits)", "test Hits@100", "paper", "Δ paper", "Hits@20", "MRR",
                      "AUC", "probe score % (val pairs)", "Hits@100 - first row's, 95 % CI"], rows)
 

@@ -45,3 +45,11 @@ def mean_interval(diffs, level: float = 0.95) -> tuple[float, float, float]:
 def verdict(low: float, high: float, below: str = "lower", above: str = "higher") -> str:
     """``below`` / ``above`` where the interval excludes 0, else "no difference shown"."""
     return below if high < 0 else above if low > 0 else "no difference shown"
+
+
+def paired_cell(diffs, digits: int = 3, scale: float = 1.0, **words) -> str:
+    """Paired differences [n] -> "+m [low, high] word": their mean, 95 % t interval (each times ``scale``) and
+    :func:`verdict` (``words``: its ``below`` / ``above``; ``words=False`` leaves the word out)."""
+    m, low, high = (scale * v for v in mean_interval(diffs))
+    cell = f"{m:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+    return cell if words.pop("words", True) is False else f"{cell} {verdict(low, high, **words)}"

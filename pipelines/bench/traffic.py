@@ -27,6 +27,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import numpy as np
+
 from apps.traffic.data import resolve_captures
 from apps.traffic.features import SHORTCUTS
 from apps.traffic.flows import read_capture
@@ -34,11 +36,12 @@ from apps.traffic.pcap import CaptureStats, read_packets, sniff
 from core.datadir import DataError, data_dir
 from pipelines.bench.sections import add_common, bench_main, check_sections, job_data, parse_quick, train
 from pipelines.traffic import TrafficJob
-from pipelines.bench.stats import mean_interval, verdict
+from pipelines.bench.stats import paired_cell
 from pipelines.bench.table import markdown, mean_std
 
 SECTIONS = ("folds", "shortcuts", "leaky", "labels", "captures", "parse")
 PRE, SCRATCH, GBM = "netFound, pretrained", "netFound, scratch", "GBM (flow statistics)"
+MAJORITY = "majority class (floor)"
 
 
 def _train(a, dm, data: dict, pretrain_epochs: int, seed: int, reference: bool = False):
@@ -53,7 +56,8 @@ def _scores(m: dict, prefix: str = "test_") -> dict:
 
 
 def _methods(a, pretrained: bool = True, **data_kw) -> dict[str, list[dict]]:
-    """method -> one score dict per fold (seed-averaged); the GBM is the job's reference on the same test flows."""
+    """method -> one score dict per fold (seed-averaged); the GBM and the majority floor are the job's references
+    on the same test units."""
     out: dict[str, list[dict]] = {GBM: [], SCRATCH: []}
     if pretrained:
         out[PRE] = []
@@ -61,13 +65,14 @@ def _methods(a, pretrained: bool = True, **data_kw) -> dict[str, list[dict]]:
         data = {**data_kw, "split": f"{data_kw.get('split', 'group')}:{k}"}
         dm = job_data(a.job, {"data": data})
         gbm = None
-        for name, pre in ((SCRATCH, 0), (PRE, a.pretrain_epochs))[:len(out) - 1]:
+        for name, pre in ((SCRATCH, 0), (PRE, a.pretrain_epochs))[:1 + pretrained]:
             runs = []
             for seed in a.seeds:
                 runs.append(_train(a, dm, data, pre, seed, reference=gbm is None))
                 gbm = gbm or runs[-1].reference
             out[name].append({m: statistics.mean(_scores(r.metrics)[m] for r in runs) for m in ("macro_f1", "acc")})
         out[GBM].append(_scores(gbm, "gbm_"))
+        out.setdefault(MAJORITY, []).append(_scores(gbm, "floor_majority_"))
         print(f"fold {k} {data_kw}: " + ", ".join(f"{n} {v[-1]['macro_f1']:.3f}" for n, v in out.items()),
               flush=True)
     return out
@@ -87,8 +92,7 @@ def _f1(runs: list[dict], key: str = "macro_f1") -> str:
 def _paired(res: dict[str, list[dict]], a_name: str, b_name: str, key: str = "macro_f1") -> str:
     """a - b per fold (each fold the mean of its seeds: a fold's seeds share its test flows, so the fold is the
     unit), mean and 95 % t interval over folds, and what the interval says."""
-    diff, low, high = mean_interval([x[key] - y[key] for x, y in zip(res[a_name], res[b_name])])
-    return f"{diff:+.3f} [{low:+.3f}, {high:+.3f}] {verdict(low, high)}"
+    return paired_cell([x[key] - y[key] for x, y in zip(res[a_name], res[b_name])])
 
 
 def folds(a) -> str:
@@ -100,25 +104,39 @@ def folds(a) -> str:
     return table + "\n\n" + pairs + _note(a)
 
 
+def _gain(x: list[dict], y: list[dict], key: str = "macro_f1") -> list[float]:
+    """x - y per fold (each fold the mean of its seeds)."""
+    return [p[key] - q[key] for p, q in zip(x, y)]
+
+
+def _control(a, variants: dict[str, dict[str, list[dict]]], base: str) -> str:
+    """Per method: each variant's macro-F1, and what each variant adds over ``base`` (paired per fold, 95 % CI);
+    then whether the models gain less from it than the GBM (their gain - the GBM's gain, paired per fold)."""
+    ref = variants[base]
+    others = [v for v in variants if v != base]
+    rows = [[n] + [_f1(variants[v][n]) for v in variants] + [paired_cell(_gain(variants[v][n], ref[n]))
+                                                             for v in others] for n in variants[others[0]]]
+    head = ["method"] + list(variants) + [f"{v} - {base} (paired, 95 % CI)" for v in others]
+    gbm = [[f"{n} - GBM: gain from {v}"] + [paired_cell(np.subtract(_gain(variants[v][n], ref[n]),
+                                                                     _gain(variants[v][GBM], ref[GBM])),
+                                                        below="gains less", above="gains more")]
+           for v in others for n in variants[v] if n not in (GBM, MAJORITY)]
+    return (markdown(head, rows) + "\n\n" + markdown(["difference of gains (macro-F1)", "mean [95 % CI] over folds"],
+                                                       gbm) + _note(a))
+
+
 def shortcuts(a) -> str:
-    masked = _grouped(a, a.pretrained_controls)
-    ports = _methods(a, a.pretrained_controls, unmask=["ports"])
-    unmasked = _methods(a, a.pretrained_controls, unmask=list(SHORTCUTS))
-    rows = []
-    for n in ports:
-        m, p, u = (statistics.mean(r["macro_f1"] for r in x[n]) for x in (masked, ports, unmasked))
-        rows.append([n, _f1(masked[n]), _f1(ports[n]), _f1(unmasked[n]), f"{p - m:+.3f}", f"{u - m:+.3f}"])
-    return markdown(["method", "masked", "ports unmasked", "all unmasked", "ports buy", "all buy"], rows) + _note(a)
+    """The shortcut control: the grouped folds with the ports, and with every shortcut field, left visible."""
+    return _control(a, {"masked": _grouped(a, a.pretrained_controls),
+                        "ports unmasked": _methods(a, a.pretrained_controls, unmask=["ports"]),
+                        "all unmasked": _methods(a, a.pretrained_controls, unmask=list(SHORTCUTS))}, "masked")
 
 
 def leaky(a) -> str:
-    grouped = _grouped(a, a.pretrained_controls)
-    flows = _methods(a, a.pretrained_controls, split="leaky")
-    rows = []
-    for n in flows:
-        g, f = (statistics.mean(r["macro_f1"] for r in x[n]) for x in (grouped, flows))
-        rows.append([n, _f1(grouped[n]), _f1(flows[n]), f"{f - g:+.3f}"])
-    return markdown(["method", "grouped by capture", "leaky (folds over flows)", "inflation"], rows) + _note(a)
+    """The leaky-split control: the same classes and shortcuts masked, folds made over flows instead of captures."""
+    return _control(a, {"grouped by capture": _grouped(a, a.pretrained_controls),
+                        "leaky (folds over flows)": _methods(a, a.pretrained_controls, split="leaky")},
+                    "grouped by capture")
 
 
 def labels(a) -> str:
@@ -136,10 +154,13 @@ def labels(a) -> str:
 def captures(a) -> str:
     res = _methods(a, True, path=str(data_dir() / "traffic" / "zeek"), labels="folders", level="capture")
     rows = [[n, _f1(r), _f1(r, "acc")] for n, r in res.items()]
-    return markdown(["method (Zeek traces, per capture, grouped folds)", "macro-F1", "accuracy"], rows) + (
+    pairs = [[f"{x} - {y}", _paired(res, x, y, key)] for key in ("macro_f1", "acc")
+             for x, y in ((PRE, SCRATCH), (PRE, GBM), (PRE, MAJORITY), (GBM, MAJORITY))]
+    return markdown(["method (Zeek traces, per capture, grouped folds)", "macro-F1", "accuracy"], rows) + "\n\n" + \
+        markdown(["paired comparison (macro-F1, then accuracy)", "mean difference [95 % CI] over folds"], pairs) + (
         f"\n\nmacro-F1 / accuracy per capture (the argmax of its flows' mean probabilities; its label is the "
-        f"protocol folder), mean ± std over folds {a.folds}, seeds {a.seeds}; the 7 largest protocol folders with "
-        f">= 5 captures, <= 50 flows per capture; {a.epochs} epochs max (best validation macro-F1), pretraining {a.pretrain_epochs} epochs.")
+        f"protocol folder), mean ± std over folds {a.folds}, seeds {a.seeds}; every protocol folder with >= 5 "
+        f"captures, <= 50 flows per capture; {a.epochs} epochs max (best validation macro-F1), pretraining {a.pretrain_epochs} epochs.")
 
 
 def _note(a) -> str:

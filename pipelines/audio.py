@@ -9,6 +9,7 @@ LM frozen (``model.stage1_epochs``), 2 everything (the runner's ``trainer.max_ep
     python -m pipelines.audio --data.encoders mel,ge2e,crepe           # an ensemble of encoders
     python -m pipelines.audio --data.split speaker:theo               # a speaker never heard in training
     python -m pipelines.audio --model.ffn swiglu
+    python -m pipelines.audio --model.lm hf:/models/Qwen2.5-0.5B   # a local pretrained LM, frozen (PAL's setting)
 """
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ import pandas as pd
 import torch
 
 from apps.audio.data import AudioQA
+from apps.audio.hf_lm import HFAudioLM, HFText
 from apps.audio.models import CONNECTORS, INTEGRATIONS, AudioLM
 from apps.audio.plots import accuracy_by_type_figure
 from apps.audio.predict import AudioQAPredictor
 from apps.audio.questions import TYPES
 from apps.audio.task import AudioQATask, answer_mask, macro_by_type, majority_floor, set_stage
-from core.datadir import data_dir
+from core.datadir import DataError, data_dir
 from pipelines.options import Param, Section, ffn_choices, ffn_section
 from pipelines.runner import Job, fit_module, main
 
@@ -44,9 +46,14 @@ class AudioJob(Job):
 
     def sections(self, cfg: dict) -> dict[str, Section]:
         return {
-            "data": Section(AudioQA, skip=("seed",), help="questions about FSDD clips (apps.audio.data.AudioQA)"),
+            "data": Section(AudioQA, skip=("seed", "text"), help="questions about FSDD clips (apps.audio.data.AudioQA)"),
             "model": Section(AudioLM, skip=("vocab", "feature_dims"),
-                             extra=(Param("stage0_epochs", int, 3, "epochs of the LM alone, an oracle in the "
+                             extra=(Param("lm", str, "scratch", "the language model: scratch (built from "
+                                          "the options here) or hf:PATH, a local Hugging Face causal LM, frozen "
+                                          "(only integration, start, connector, stride, latents, summary apply)"),
+                                    Param("train_norms", bool, False, "with hf:PATH, the LM's norms train in "
+                                          "stage 2"),
+                                    Param("stage0_epochs", int, 3, "epochs of the LM alone, an oracle in the "
                                           "audio slot (0: skip)"),
                                     Param("stage1_epochs", int, 3, "epochs of the connectors with the LM frozen "
                                           "(0: skip)")),
@@ -56,13 +63,22 @@ class AudioJob(Job):
         }
 
     def data(self, cfg: dict):
-        dm = AudioQA(seed=cfg["seed"], **cfg["data"])
+        lm = cfg["model"].get("lm", "scratch")
+        dm = AudioQA(seed=cfg["seed"], text=HFText(lm) if lm.startswith("hf:") else None, **cfg["data"])
         dm.setup()
         return dm
 
     def task(self, cfg: dict, dm):
-        kw = {k: v for k, v in cfg["model"].items() if not k.startswith("stage")}
-        model = AudioLM(len(dm.vocab), dm.feature_dims(), **kw)
+        kw = {k: v for k, v in cfg["model"].items() if not k.startswith("stage") and k not in ("lm", "train_norms")}
+        lm = cfg["model"].get("lm", "scratch")
+        if lm.startswith("hf:"):
+            keep = ("integration", "start", "connector", "stride", "latents", "summary")
+            model = HFAudioLM(lm, dm.feature_dims(), train_norms=cfg["model"].get("train_norms", False),
+                              **{k: v for k, v in kw.items() if k in keep})
+        elif lm == "scratch":
+            model = AudioLM(len(dm.vocab), dm.feature_dims(), **kw)
+        else:
+            raise DataError(f"--model.lm: expected scratch or hf:PATH, got {lm!r}")
         model.set_feature_stats(dm.feature_stats())
         return AudioQATask(model, dm.vocab.answers, stage=2, **cfg["optim"])
 
@@ -87,7 +103,7 @@ class AudioJob(Job):
         return {"floor_majority_acc": macro, **{f"floor_majority_acc_{t}": v for t, v in per.items()}}
 
     def predictor(self, task, dm, cfg):
-        return AudioQAPredictor(task.model, dm.encoders)
+        return AudioQAPredictor(task.model, dm.encoders, text=dm.vocab)
 
     def input_example(self, dm):
         folder = data_dir() / "audio" / "fsdd" / "recordings"

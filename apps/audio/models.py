@@ -140,7 +140,56 @@ class GatedCrossAttention(nn.Module):
         return h + torch.tanh(self.gate_ffn) * self.ffn(self.n2(h))
 
 
-class AudioLM(nn.Module):
+class AudioSources(nn.Module):
+    """What every audio LM here shares: per encoder a connector (and PAL's summary resampler) and a type embedding,
+    and the oracle of stage 0 (the labels' word embeddings, ``self.embed_words``) in the audio slot."""
+
+    def _build_sources(self, feature_dims: dict[str, int], dim: int, integration: str, connector: str, stride: int,
+                       latents: int, summary: int) -> None:
+        names = sorted(feature_dims)
+        self.names = names
+        self.connectors = nn.ModuleDict({n: build_connector(connector, feature_dims[n], dim, stride, latents)
+                                         for n in names})
+        self.summaries = nn.ModuleDict({n: Resampler(feature_dims[n], dim, summary) for n in names}
+                                       if integration == "pal" else {})
+        self.kind = nn.Parameter(torch.randn(len(names) + 1, dim) * 0.02)  # per encoder (+ the oracle) type
+        self.positions = True  # the oracle's words in order, like the connectors' tokens
+
+    def embed_words(self, ids: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def set_feature_stats(self, stats: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Encoder name -> (mean, std) of its features on the training split (``AudioQA.feature_stats()``)."""
+        for mods in (self.connectors, self.summaries):
+            for n, c in mods.items():
+                c.norm.set_(*stats[n])
+
+    def _sources(self, audio: dict | None, oracle: torch.Tensor | None, pad: int = PAD):
+        """-> (full tokens [B, Na, dim], mask), (summary tokens, mask) or None for each."""
+        if oracle is not None:  # stage 0: the labels' word embeddings stand in for every encoder
+            m = oracle != pad
+            tok = _positioned(self, self.embed_words(oracle.masked_fill(~m, 0))) + self.kind[-1]
+            if self.integration == "pal":
+                return (tok, m), (tok, m)
+            return (tok, m), None
+        if audio is None:
+            return None, None
+        full, summ = [], []
+        for i, n in enumerate(self.names):
+            x, m = audio[n]
+            if n in self.connectors:
+                t, tm = self.connectors[n](x, m)
+                full.append((t + self.kind[i], tm))
+            if n in self.summaries:
+                t, tm = self.summaries[n](x, m)
+                summ.append((t + self.kind[i], tm))
+
+        def cat(parts):
+            return (torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)) if parts else None
+        return cat(full), cat(summ)
+
+
+class AudioLM(AudioSources):
     """Question tokens [B, Nt] (+ audio features per encoder) -> answer logits [B, vocab].
 
     Args:
@@ -177,25 +226,12 @@ class AudioLM(nn.Module):
                                           ffn_kw=ffn_kw) for _ in range(depth))
         self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, vocab, bias=False)
         self.head.weight = self.embed.weight  # tied, as GPT-2
-        names = sorted(feature_dims)
-        self.names = names
-        self.connectors = nn.ModuleDict({n: build_connector(connector, feature_dims[n], dim, stride, latents)
-                                         for n in names})
-        self.summaries = nn.ModuleDict({n: Resampler(feature_dims[n], dim, summary) for n in names}
-                                       if integration == "pal" else {})
-        self.kind = nn.Parameter(torch.randn(len(names) + 1, dim) * 0.02)  # per encoder (+ the oracle) type
-        self.positions = True  # the oracle's words in order, like the connectors' tokens
+        self._build_sources(feature_dims, dim, integration, connector, stride, latents, summary)
         layers = range(start, depth)
         self.lal = nn.ModuleDict({str(i): nn.Linear(dim, dim) for i in layers} if integration in ("lal", "pal")
                                  else {})
         self.xattn = nn.ModuleDict({str(i): GatedCrossAttention(dim, heads, ffn, ffn_kw) for i in layers}
                                    if integration == "xattn" else {})
-
-    def set_feature_stats(self, stats: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Encoder name -> (mean, std) of its features on the training split (``AudioQA.feature_stats()``)."""
-        for mods in (self.connectors, self.summaries):
-            for n, c in mods.items():
-                c.norm.set_(*stats[n])
 
     # which parameters each training stage updates
     def connector_parameters(self):
@@ -204,29 +240,8 @@ class AudioLM(nn.Module):
             yield from m.parameters()
         yield self.kind
 
-    def _sources(self, audio: dict | None, oracle: torch.Tensor | None):
-        """-> (full tokens [B, Na, dim], mask), (summary tokens, mask) or None for each."""
-        if oracle is not None:  # stage 0: the labels' word embeddings stand in for every encoder
-            tok = _positioned(self, self.embed(oracle)) + self.kind[-1]
-            m = oracle != PAD
-            if self.integration == "pal":
-                return (tok, m), (tok, m)
-            return (tok, m), None
-        if audio is None:
-            return None, None
-        full, summ = [], []
-        for i, n in enumerate(self.names):
-            x, m = audio[n]
-            if n in self.connectors:
-                t, tm = self.connectors[n](x, m)
-                full.append((t + self.kind[i], tm))
-            if n in self.summaries:
-                t, tm = self.summaries[n](x, m)
-                summ.append((t + self.kind[i], tm))
-
-        def cat(parts):
-            return (torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)) if parts else None
-        return cat(full), cat(summ)
+    def embed_words(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.embed(ids)
 
     def forward(self, tokens, audio: dict | None = None, oracle: torch.Tensor | None = None,
                 hidden: list | None = None):

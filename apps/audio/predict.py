@@ -12,15 +12,15 @@ import torch
 
 from apps.audio.data import SAMPLE_RATE, read_wave
 from apps.audio.encoders import build_encoder, encode_waves
-from apps.audio.questions import ANS, BOS, Vocab
+from apps.audio.questions import Vocab
 from apps.audio.task import answer_mask
 from core.datadir import DataError
 
 
 class AudioQAPredictor:
-    def __init__(self, model: torch.nn.Module, encoders: list[str], max_text: int = 32):
+    def __init__(self, model: torch.nn.Module, encoders: list[str], max_text: int = 32, text=None):
         self.model, self.encoder_names, self.max_text = model.eval(), list(encoders), max_text
-        self.vocab = Vocab()
+        self.vocab = text if text is not None else Vocab()  # the training data's question tokenizer
         self._encoders = None
 
     def __getstate__(self):
@@ -36,8 +36,7 @@ class AudioQAPredictor:
         return out
 
     def tokens(self, question: str) -> list[int]:
-        ids = self.vocab.encode(str(question))[-(self.max_text - 2):]
-        return [BOS] + ids + [ANS]
+        return self.vocab.question(str(question), self.max_text)
 
     def predict(self, df: pd.DataFrame, source: str = "input") -> pd.DataFrame:
         missing = [c for c in ("path", "question") if c not in df.columns]
@@ -45,11 +44,11 @@ class AudioQAPredictor:
             raise DataError(f"{source}: needs columns 'path' (wav files) and 'question', missing {missing}")
         waves = [torch.from_numpy(read_wave(p)) for p in df["path"]]
         toks = [torch.tensor(self.tokens(q)) for q in df["question"]]
-        tokens = torch.nn.utils.rnn.pad_sequence(toks, batch_first=True)
+        tokens = torch.nn.utils.rnn.pad_sequence(toks, batch_first=True, padding_value=self.vocab.pad)
         mask = answer_mask(self.model.head.out_features, self.vocab.answers)
         with torch.no_grad():
             prob = (self.model(tokens, self._features(waves)) + mask).softmax(-1)
         p, idx = prob.max(-1)
         return pd.DataFrame({"path": df["path"].astype(str).to_numpy(), "question": df["question"].astype(str),
-                             "answer": [self.vocab.itos[i] for i in idx.tolist()],
+                             "answer": [self.vocab.word(i) for i in idx.tolist()],
                              "probability": p.numpy().astype("float64")})

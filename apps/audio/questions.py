@@ -98,3 +98,16 @@ class Vocab:
         if word not in self.stoi:
             raise ValueError(f"answer {word!r} is outside the vocabulary")
         return self.stoi[word]
+
+    # the text interface the data module, the model and the predictor share (apps.audio.hf_lm.HFText is the other)
+    pad = PAD
+
+    def question(self, text: str, max_text: int = 32) -> list[int]:
+        """``<bos> question <ans>``, an overlong question keeping its last words; the answer is read at ``<ans>``."""
+        return [BOS] + self.encode(text)[-(max_text - 2):] + [ANS]
+
+    def oracle(self, labels: list[str]) -> list[int]:
+        return [self.stoi[w] for w in labels]
+
+    def word(self, i: int) -> str:
+        return self.itos[i]

@@ -21,7 +21,10 @@ from core.ffn import collect_aux_loss
 
 
 def set_stage(model, stage: int) -> None:
-    """requires_grad for a stage: 1 trains ``model.connector_parameters()`` only; 0 and 2 train everything."""
+    """requires_grad for a stage: 1 trains ``model.connector_parameters()`` only; 0 and 2 train everything (a
+    model with its own ``set_stage``, a frozen pretrained LM, decides itself)."""
+    if hasattr(model, "set_stage"):
+        return model.set_stage(stage)
     for p in model.parameters():
         p.requires_grad_(stage != 1)
     if stage == 1:

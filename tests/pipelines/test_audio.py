@@ -7,6 +7,7 @@ import sys
 
 import mlflow
 import pandas as pd
+import torch
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -81,3 +82,27 @@ def test_bad_options_are_one_error_line_exit_2_and_no_run(args, msg, capsys):
     err = capsys.readouterr().err
     assert msg in err and "Traceback" not in err, err[-1500:]
     assert _runs() == []
+
+
+def test_a_local_pretrained_lm_runs_the_same_job_frozen_and_registered(tmp_path, data_root):
+    """``--model.lm hf:PATH`` (a tiny random Llama saved to a temp dir): the staged job runs, logs the same metrics,
+    registers a model that answers with answer words, and the LM's weights are the checkpoint's."""
+    pytest.importorskip("transformers")
+    from transformers import AutoModelForCausalLM
+
+    from tests.apps.audio.tiny_lm import save_tiny_lm
+
+    folder = save_tiny_lm(tmp_path / "tiny-llama", "llama", layers=2)
+    fast = [a for i, a in enumerate(FAST) if "--model.d" not in FAST[i - (i % 2)]]  # the scratch LM's size: not used
+    result = run(AudioJob(), fast + ["--model.lm", f"hf:{folder}", "--model.start", "1"])
+    (r,) = _runs()
+    assert r.info.status == "FINISHED" and r.data.params["model.lm"] == f"hf:{folder}"
+    assert {"test_acc", "test_acc_blind", "stage0_val_acc", "stage1_val_acc"} <= set(r.data.metrics)
+    trained = result.outcome.task.model.lm.state_dict()
+    saved = AutoModelForCausalLM.from_pretrained(str(folder)).state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in saved.items())
+    model = mlflow.pyfunc.load_model("models:/audio@champion")
+    rec = data_root / "audio" / "fsdd" / "recordings"
+    out = model.predict(pd.DataFrame({"path": [str(rec / "7_theo_0.wav")], "question": ["who is speaking ?"]}))
+    text = model.unwrap_python_model().predictor.vocab
+    assert out.answer[0] in text.answer_ids

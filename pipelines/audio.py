@@ -53,13 +53,16 @@ class AudioJob(Job):
                                           "(only integration, start, connector, stride, latents, summary apply)"),
                                     Param("train_norms", bool, False, "with hf:PATH, the LM's norms train in "
                                           "stage 2"),
+                                    Param("text_only", bool, False, "the control that never hears the audio (nor "
+                                          "stage 0's oracle): what the questions alone answer"),
                                     Param("stage0_epochs", int, 3, "epochs of the LM alone, an oracle in the "
                                           "audio slot (0: skip)"),
                                     Param("stage1_epochs", int, 3, "epochs of the connectors with the LM frozen "
                                           "(0: skip)")),
                              choices={**ffn_choices(), "integration": INTEGRATIONS, "connector": CONNECTORS},
                              nested={"ffn_kw": ffn_section}, help="decoder LM + connectors (apps.audio.models)"),
-            "optim": Section(AudioQATask, skip=("model", "answer_ids", "stage"), help="AdamW, one-cycle (stage 2)"),
+            "optim": Section(AudioQATask, skip=("model", "answer_ids", "stage", "text_only"),
+                             help="AdamW, one-cycle (stage 2)"),
         }
 
     def data(self, cfg: dict):
@@ -69,7 +72,8 @@ class AudioJob(Job):
         return dm
 
     def task(self, cfg: dict, dm):
-        kw = {k: v for k, v in cfg["model"].items() if not k.startswith("stage") and k not in ("lm", "train_norms")}
+        kw = {k: v for k, v in cfg["model"].items()
+              if not k.startswith("stage") and k not in ("lm", "train_norms", "text_only")}
         lm = cfg["model"].get("lm", "scratch")
         if lm.startswith("hf:"):
             keep = ("integration", "start", "connector", "stride", "latents", "summary")
@@ -80,7 +84,8 @@ class AudioJob(Job):
         else:
             raise DataError(f"--model.lm: expected scratch or hf:PATH, got {lm!r}")
         model.set_feature_stats(dm.feature_stats())
-        return AudioQATask(model, dm.vocab.answers, stage=2, **cfg["optim"])
+        return AudioQATask(model, dm.vocab.answers, stage=2, text_only=cfg["model"].get("text_only", False),
+                           **cfg["optim"])
 
     def steps(self, dm, task, cfg: dict) -> dict[str, float]:
         """The curriculum before the main fit (stage 2, everything trains): stage 0, the LM alone with an oracle in
@@ -90,7 +95,8 @@ class AudioJob(Job):
         for stage in (0, 1):
             epochs = cfg["model"][f"stage{stage}_epochs"]
             if epochs > 0:
-                step = AudioQATask(task.model, dm.vocab.answers, stage=stage, lr=STAGE_LR)
+                step = AudioQATask(task.model, dm.vocab.answers, stage=stage, lr=STAGE_LR,
+                                   text_only=task.text_only)
                 out[f"stage{stage}_val_acc"] = 1.0 - fit_module(step, dm, epochs, ("val_loss", "min"))
         set_stage(task.model, 2)
         return out
@@ -103,7 +109,7 @@ class AudioJob(Job):
         return {"floor_majority_acc": macro, **{f"floor_majority_acc_{t}": v for t, v in per.items()}}
 
     def predictor(self, task, dm, cfg):
-        return AudioQAPredictor(task.model, dm.encoders, text=dm.vocab)
+        return AudioQAPredictor(task.model, dm.encoders, text=dm.vocab, text_only=task.text_only)
 
     def input_example(self, dm):
         folder = data_dir() / "audio" / "fsdd" / "recordings"
@@ -127,7 +133,8 @@ class AudioJob(Job):
         with torch.no_grad():
             for b in dm.test_dataloader():
                 keep = ~b["rephrased"]
-                pred = (predictor.model(b["tokens"], b["audio"]) + mask).argmax(-1)
+                audio = None if getattr(predictor, "text_only", False) else b["audio"]
+                pred = (predictor.model(b["tokens"], audio) + mask).argmax(-1)
                 right.append((pred == b["answer"])[keep])
                 types.append(b["qtype"][keep])
         return 1.0 - macro_by_type(torch.cat(right), torch.cat(types))[0]

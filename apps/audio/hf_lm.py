@@ -16,7 +16,7 @@ How the audio enters, the LM's own code untouched: its attention function is rep
 - ``lal``: each layer l >= ``start`` adds P_l(audio), through the layer's own input norm and key / value
   projections, to the keys and values of its self-attention; queries come from text only and the audio never
   enters the residual stream or an FFN. Audio keys carry no rotary position (the connector codes the order).
-- ``pal``: the summary tokens by PLITS, the full sequence by LAL.
+- ``pal``: the summary tokens by PLITS, the full sequence by LAL; ``lal_summary``: both by LAL (PAL's parameters).
 
 Prompt: ``Question: <question> Answer:``; the answer is the LM's next token, among the answer words' first tokens.
 """
@@ -29,12 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from apps.audio.models import AudioSources
+from apps.audio.models import BY_LAL, AudioSources
 from apps.audio.questions import ANSWERS
 from core.datadir import DataError
 
 IMPL = "ffn_audio"
-HF_INTEGRATIONS = ("plits", "lal", "pal")
+HF_INTEGRATIONS = ("plits", "lal", "pal", "lal_summary")
 
 
 def _transformers():
@@ -205,7 +205,7 @@ class HFAudioLM(AudioSources):
         dim = self.lm.get_input_embeddings().embedding_dim
         self._build_sources(feature_dims, dim, integration, connector, stride, latents, summary)
         self.lal = nn.ModuleDict({str(i): nn.Linear(dim, dim) for i in range(start, self.depth)}
-                                 if integration in ("lal", "pal") else {})
+                                 if integration in BY_LAL else {})
         if start > 0 and integration in ("plits", "pal"):
             decoder_layers(self.lm)[start].register_forward_pre_hook(_write_prefix, with_kwargs=True)
         self.set_stage(2)
@@ -244,9 +244,7 @@ class HFAudioLM(AudioSources):
         [B, No] (stage 0); ``hidden`` receives each layer's text states. -> [B, vocab]."""
         valid = tokens != HFText.pad
         x = self.embed_words(tokens.masked_fill(~valid, 0))
-        full, summ = self._sources(audio, oracle, pad=HFText.pad)
-        prefix = full if self.integration == "plits" else summ if self.integration == "pal" else None
-        context = full if self.integration in ("lal", "pal") else None
+        prefix, context = self.routes(audio, oracle, pad=HFText.pad)
         st = _Audio(self.start)
         if prefix is not None:
             st.na, st.pmask = prefix[0].shape[1], prefix[1]

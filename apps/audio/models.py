@@ -12,6 +12,8 @@ its own connector and type embedding). ``integration``:
   self-attention (queries from text only; no FFN, no residual stream for audio). Cost per layer
   O(Nt (Na + Nt)) instead of O((Na + Nt)^2).
 - ``pal``: ``summary`` resampler tokens by PLITS plus the full sequence by LAL.
+- ``lal_summary``: PAL's parameters exactly, every token by LAL (the summary tokens join the LAL keys): the
+  parameter-matched control that isolates PAL's PLITS route from its extra parameters.
 - ``xattn``: Flamingo's gated cross-attention (Alayrac et al. 2022): before each block from ``start`` on,
   ``h += tanh(a) xattn(LN(h), audio)``, ``h += tanh(b) FFN(LN(h))``, gates a, b starting at 0.
 
@@ -32,7 +34,9 @@ from core.attention import Attention
 from core.blocks import Block
 from core.ffn import build_ffn
 
-INTEGRATIONS = ("plits", "lal", "pal", "xattn")
+INTEGRATIONS = ("plits", "lal", "pal", "lal_summary", "xattn")
+SUMMARISED = ("pal", "lal_summary")  # integrations with summary resamplers
+BY_LAL = ("lal", "pal", "lal_summary")  # integrations with per-layer LAL projections
 CONNECTORS = ("mlp", "resampler")
 
 
@@ -151,7 +155,7 @@ class AudioSources(nn.Module):
         self.connectors = nn.ModuleDict({n: build_connector(connector, feature_dims[n], dim, stride, latents)
                                          for n in names})
         self.summaries = nn.ModuleDict({n: Resampler(feature_dims[n], dim, summary) for n in names}
-                                       if integration == "pal" else {})
+                                       if integration in SUMMARISED else {})
         self.kind = nn.Parameter(torch.randn(len(names) + 1, dim) * 0.02)  # per encoder (+ the oracle) type
         self.positions = True  # the oracle's words in order, like the connectors' tokens
 
@@ -163,6 +167,18 @@ class AudioSources(nn.Module):
         for mods in (self.connectors, self.summaries):
             for n, c in mods.items():
                 c.norm.set_(*stats[n])
+
+    def routes(self, audio: dict | None, oracle: torch.Tensor | None, pad: int = PAD):
+        """-> (prefix, context): the (tokens [B, N, dim], mask [B, N]) that enter as PLITS tokens and as LAL /
+        cross-attention keys, or None for each."""
+        full, summ = self._sources(audio, oracle, pad)
+        if self.integration == "plits":
+            return full, None
+        if self.integration == "pal":
+            return summ, full
+        if self.integration == "lal_summary" and oracle is None and full is not None:
+            return None, (torch.cat([full[0], summ[0]], 1), torch.cat([full[1], summ[1]], 1))
+        return None, full
 
     def _sources(self, audio: dict | None, oracle: torch.Tensor | None, pad: int = PAD):
         """-> (full tokens [B, Na, dim], mask), (summary tokens, mask) or None for each."""
@@ -228,7 +244,7 @@ class AudioLM(AudioSources):
         self.head.weight = self.embed.weight  # tied, as GPT-2
         self._build_sources(feature_dims, dim, integration, connector, stride, latents, summary)
         layers = range(start, depth)
-        self.lal = nn.ModuleDict({str(i): nn.Linear(dim, dim) for i in layers} if integration in ("lal", "pal")
+        self.lal = nn.ModuleDict({str(i): nn.Linear(dim, dim) for i in layers} if integration in BY_LAL
                                  else {})
         self.xattn = nn.ModuleDict({str(i): GatedCrossAttention(dim, heads, ffn, ffn_kw) for i in layers}
                                    if integration == "xattn" else {})
@@ -249,9 +265,7 @@ class AudioLM(AudioSources):
         ids (stage 0). ``hidden``: a list that receives each layer's text states [B, Nt, dim]. -> [B, vocab]."""
         b, nt = tokens.shape
         h = self.embed(tokens) + self.pos[:nt]
-        full, summ = self._sources(audio, oracle)
-        prefix = full if self.integration == "plits" else summ if self.integration == "pal" else None
-        context = full if self.integration in ("lal", "pal", "xattn") else None
+        prefix, context = self.routes(audio, oracle)
         na = 0
         for i, blk in enumerate(self.blocks):
             if i == self.start and prefix is not None:

@@ -18,8 +18,10 @@ from core.datadir import DataError
 
 
 class AudioQAPredictor:
-    def __init__(self, model: torch.nn.Module, encoders: list[str], max_text: int = 32, text=None):
+    def __init__(self, model: torch.nn.Module, encoders: list[str], max_text: int = 32, text=None,
+                 text_only: bool = False):
         self.model, self.encoder_names, self.max_text = model.eval(), list(encoders), max_text
+        self.text_only = text_only  # a model trained without audio answers without it
         self.vocab = text if text is not None else Vocab()  # the training data's question tokenizer
         self._encoders = None
 
@@ -47,7 +49,8 @@ class AudioQAPredictor:
         tokens = torch.nn.utils.rnn.pad_sequence(toks, batch_first=True, padding_value=self.vocab.pad)
         mask = answer_mask(self.model.head.out_features, self.vocab.answers)
         with torch.no_grad():
-            prob = (self.model(tokens, self._features(waves)) + mask).softmax(-1)
+            audio = None if getattr(self, "text_only", False) else self._features(waves)
+            prob = (self.model(tokens, audio) + mask).softmax(-1)
         p, idx = prob.max(-1)
         return pd.DataFrame({"path": df["path"].astype(str).to_numpy(), "question": df["question"].astype(str),
                              "answer": [self.vocab.word(i) for i in idx.tolist()],

@@ -62,15 +62,21 @@ class AudioQATask(pl.LightningModule):
     Args:
         lr: AdamW peak learning rate (one-cycle).
         weight_decay: AdamW weight decay.
+        text_only: the model never gets the audio (nor stage 0's oracle): the floor of what the questions alone
+            answer, trained exactly as the model it is compared with.
     """
 
-    def __init__(self, model, answer_ids: list[int], stage: int = 2, lr: float = 1e-3, weight_decay: float = 0.01):
+    def __init__(self, model, answer_ids: list[int], stage: int = 2, lr: float = 1e-3, weight_decay: float = 0.01,
+                 text_only: bool = False):
         super().__init__()
         self.model, self.stage, self.lr, self.weight_decay = model, stage, lr, weight_decay
+        self.text_only = text_only
         self.register_buffer("answer_mask", answer_mask(model.head.out_features, answer_ids))
         set_stage(model, stage)
 
     def forward(self, batch, blind: bool = False):
+        if self.text_only:
+            return self.model(batch["tokens"], None)
         if self.stage == 0:
             return self.model(batch["tokens"], oracle=batch["oracle"])
         return self.model(batch["tokens"], None if blind else batch["audio"])
@@ -78,7 +84,7 @@ class AudioQATask(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         loss = F.cross_entropy(self(batch), batch["answer"]) + collect_aux_loss(self.model)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["answer"]))
-        return loss
+        return loss if loss.requires_grad else None  # None: nothing on the path trains (a frozen LM, text only)
 
     def predict_ids(self, batch, blind: bool = False) -> torch.Tensor:
         return (self(batch, blind) + self.answer_mask).argmax(-1)

@@ -243,3 +243,21 @@ def test_audio_bench_cost_lal_saves_activations_that_plits_keeps(bench_cli):
         assert mem[(na, "LAL")] < mem[(na, "PAL")] < mem[(na, "PLITS")]
     ratio = {na: mem[(na, "PLITS")] / mem[(na, "LAL")] for na in ("16", "128")}
     assert ratio["128"] > ratio["16"] and ratio["128"] > 2.5  # and the saving grows with the audio length
+
+
+def test_audio_bench_runs_unchanged_on_a_local_pretrained_lm_with_its_floors_and_claims(bench_cli, tmp_path):
+    """``--lm hf:PATH`` (a tiny random Llama saved to a temp dir): the integration section trains PAL, its
+    parameter-matched control (same trained parameters) and the text-only floor, and answers the claims."""
+    pytest.importorskip("transformers")
+    from tests.apps.audio.tiny_lm import save_tiny_lm
+
+    folder = save_tiny_lm(tmp_path / "tiny", "llama", layers=2)
+    res = bench_cli("audio", "--quick", "--sections", "integration", "--encoders", "mel", "--lm", f"hf:{folder}",
+                    "--methods", "lal", "pal", "lal_summary", "text_only")
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]] for ln in res.stdout.splitlines()
+            if ln.startswith("| ")}
+    assert rows["PAL"][0] == rows["LAL + PAL's summary by LAL (PAL's parameters)"][0] != rows["LAL"][0]
+    assert 0 <= float(rows["text only (never hears audio)"][1]) <= 1
+    assert "PAL - LAL + PAL's summary by LAL (PAL's parameters)" in rows["PAL's gain is its PLITS route, not its parameters"]
+    assert f"LM hf:{folder}, frozen" in res.stdout

@@ -60,7 +60,7 @@ def test_delayed_integration_leaves_the_first_layers_text_only(integration):
 
 
 @pytest.mark.parametrize("integration,audio_through_ffn", [("plits", True), ("lal", False), ("pal", True),
-                                                          ("xattn", False)])
+                                                          ("lal_summary", False), ("xattn", False)])
 def test_only_plits_and_pals_summary_tokens_pass_through_the_lms_ffns(integration, audio_through_ffn):
     m = _model(integration)
     tokens, audio = _batch()
@@ -162,3 +162,23 @@ def test_majority_floor_answers_each_types_most_common_training_answer():
     test = [{"qtype": 0, "answer": 5}, {"qtype": 0, "answer": 7}, {"qtype": 1, "answer": 2}, {"qtype": 1, "answer": 3}]
     macro, per = majority_floor(train, test)
     assert list(per.values()) == [0.5, 0.5] and macro == 0.5
+
+
+def test_pals_matched_control_has_pals_parameters_and_hears_its_summary_by_lal():
+    pal, matched = _model("pal"), _model("lal_summary")
+    assert sum(p.numel() for p in pal.parameters()) == sum(p.numel() for p in matched.parameters())
+    tokens, audio = _batch()
+    y = matched(tokens, audio)
+    with torch.no_grad():
+        matched.summaries["mel"].latents.add_(1.0)  # the summary tokens reach the answer (as LAL keys)
+    assert not torch.allclose(matched(tokens, audio), y)
+
+
+def test_the_text_only_control_never_gets_the_audio_nor_the_oracle():
+    from apps.audio.task import AudioQATask
+
+    m = _model("lal")
+    tokens, audio = _batch()
+    task = AudioQATask(m, list(range(4, 20)), stage=0, text_only=True)
+    batch = {"tokens": tokens, "audio": audio, "oracle": torch.randint(4, 50, (3, 4))}
+    torch.testing.assert_close(task(batch), m(tokens, None))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from apps.graph.data import LinkData
 from apps.graph.metrics import hits_at_k
 from apps.graph.models import CONVS, DECODERS, LinkGNN
-from apps.graph.netinfof import VIEWS, NetInfoF, compatibility, node_embeddings, probe, select_regularisers
+from apps.graph.netinfof import NetInfoF, compatibility, netinfof_views, probe, select_regularisers
 from apps.graph.predict import LinkScorer
 from apps.graph.task import NEGATIVES, LinkPredictor
 from core.utils import deep_merge
@@ -83,7 +83,10 @@ class LinkJob(Job):
         name = m.pop("name")
         if name == "netinfof":
             lam = m.pop("lam", None) or 1.0
-            views = netinfof_views(dm.data.x, dm.split, seed=cfg["seed"], **m)
+            try:
+                views = netinfof_views(dm.data.x, dm.split, seed=cfg["seed"], **m)
+            except ValueError as e:
+                raise ConfigError(f"model.{e}") from None
             model = NetInfoF(views, {n: compatibility(z, dm.split, lam) for n, z in views.items()})
             optim["weight_decay"] = optim["weight_decay"] or 0.0
         else:
@@ -98,15 +101,17 @@ class LinkJob(Job):
             return {}
         model, split, k = task.model, dm.split, cfg["task"]["k"]
         views, lam = model.views(), cfg["model"].get("lam")
-        result, _ = probe(views, split, lam=lam or 1.0)
+        result, _ = probe(views, split, lam=lam or 1.0, hs=model.hs)  # the model's H are at that ridge already
         out = {f"probe_score_{n}": v for n, v in result.scores.items()}
         out["probe_score"] = result.score
         wd = cfg["optim"]["weight_decay"]
         if lam is None or wd is None:
+            used = lam or 1.0
             lam, wd, grid = select_regularisers(views, split, lams=(lam,) if lam else (1.0, 1e3, 1e4),
                                                 weight_decays=(wd,) if wd is not None else (0.0, 1e-4, 1e-3),
                                                 k=k, seed=cfg["seed"])
-            model.set_compatibility({n: compatibility(z, split, lam) for n, z in views.items()})
+            if lam != used:
+                model.set_compatibility({n: compatibility(z, split, lam) for n, z in views.items()})
             task.weight_decay = wd
             out["netinfof_select_val_hits"] = max(grid.values())
         return {**out, "netinfof_lam": lam, "netinfof_weight_decay": wd}
@@ -135,8 +140,6 @@ class LinkJob(Job):
     def data_params(self, dm) -> dict:
         return {f"data.{k}": v for k, v in dm.fingerprint().items()}
 
-    score_name = "test_miss_at_100"
-
     def score(self, predictor, dm) -> float:
         """1 - Hits@100 on ``dm``'s test pairs (lower is better). A model whose training graph holds any of those
         test edges (trained on another split: another seed or other data) cannot be scored on them fairly: a
@@ -164,16 +167,3 @@ class LinkJob(Job):
                 f"Hits@20 {100 * metrics['test_hits_at_20']:.1f}, MRR {metrics['test_mrr']:.3f}, "
                 f"AUC {metrics['test_auc']:.3f}")
 
-
-def netinfof_views(x, split, dim: int = 128, alpha: float = 0.15, views: list[str] | None = None, seed: int = 0):
-    """NetInfoF's views of the training graph (:func:`apps.graph.netinfof.node_embeddings`).
-
-    Args:
-        dim: width of each view.
-        alpha: restart probability of the personalised PageRank view R.
-        views: which views Act combines (default all five, as the paper: U, R, F, Psl, Pns).
-    """
-    try:
-        return node_embeddings(x, split, d=dim, seed=seed, alpha=alpha, views=tuple(views or VIEWS))
-    except ValueError as e:
-        raise ConfigError(f"model.{e}") from None

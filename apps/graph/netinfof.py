@@ -127,11 +127,13 @@ class ProbeResult:
         return max(self.scores.values())
 
 
-def probe(emb: dict[str, torch.Tensor], split: EdgeSplit, bins: int = 32, lam: float = 1.0):
-    """NetInfoF_Probe on the validation pairs. -> (ProbeResult, {name: H})."""
-    hs, scores = {}, {}
+def probe(emb: dict[str, torch.Tensor], split: EdgeSplit, bins: int = 32, lam: float = 1.0,
+          hs: dict[str, torch.Tensor] | None = None):
+    """NetInfoF_Probe on the validation pairs (``hs``: the views' compatibility matrices at ``lam`` if already
+    computed). -> (ProbeResult, {name: H})."""
+    hs, scores = dict(hs or {}), {}
     for name, z in emb.items():
-        h = hs[name] = compatibility(z, split, lam)
+        h = hs[name] = hs[name] if name in hs else compatibility(z, split, lam)
         tr = (similarity(z, h, split.train_pos), similarity(z, h, split.train_neg))
         va = (similarity(z, h, split.val_pos), similarity(z, h, split.val_neg))
         scores[name] = usable_information(tr, va, bins)
@@ -162,6 +164,7 @@ class NetInfoF(torch.nn.Module):
 
     def set_compatibility(self, hs: dict[str, torch.Tensor]) -> None:
         """Use these compatibility matrices (name -> H [d, d]) from now on."""
+        self.hs = dict(hs)
         views = self.views()
         self.zh.copy_(torch.cat([views[k] @ hs[k] for k in self.names], 1))
 
@@ -210,3 +213,15 @@ def select_regularisers(emb: dict[str, torch.Tensor], split: EdgeSplit, lams=(1.
             grid[(lam, wd)] = _logistic_fit(feats, y, val, wd, epochs, lr, k, seed)
     lam, wd = max(grid, key=lambda key: (grid[key], -key[1], key[0]))  # ties: less decay, more ridge
     return lam, wd, {f"lam={a:g},wd={b:g}": v for (a, b), v in grid.items()}
+
+
+def netinfof_views(x, split: EdgeSplit, dim: int = 128, alpha: float = 0.15, views: list[str] | None = None,
+                   seed: int = 0) -> dict[str, torch.Tensor]:
+    """NetInfoF's views of the training graph (:func:`node_embeddings`), as the link job's options name them.
+
+    Args:
+        dim: width of each view.
+        alpha: restart probability of the personalised PageRank view R.
+        views: which views Act combines (default all five, as the paper: U, R, F, Psl, Pns).
+    """
+    return node_embeddings(x, split, d=dim, seed=seed, alpha=alpha, views=tuple(views or VIEWS))

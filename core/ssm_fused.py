@@ -1,0 +1,164 @@
+"""The fused CPU selective scan: ``core/ssm_fused.c`` compiled once per machine, called through ctypes.
+
+Forward and backward each run one pass over the inputs with the state of a channel kept in cache and exp(delta A)
+computed on the fly; only the state entering every ``CHUNK``-th step is stored, and the backward pass recomputes
+a chunk's states from it (as mamba-ssm's CUDA kernel recomputes them). Memory is O(B L (D + N)) plus
+B D N L / CHUNK, against the O(B L D N) of :class:`core.ssm.SelectiveScan`. Threads: ``torch.get_num_threads()``.
+
+Build: ``gcc -O3 -march=native -ffast-math -fopenmp-simd`` (vectorised exp from glibc's libmvec, pthreads, no
+OpenMP runtime) into ``$FFN_CACHE/ssm_fused/<hash>.so``; ``python -m core.ssm_fused`` builds it ahead (the
+README's setup does). Without a C compiler :func:`available` says why, ``mode="auto"`` keeps the pure-PyTorch
+path and ``mode="fused"`` raises.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+CHUNK = 64  # steps between stored states
+SOURCE = Path(__file__).with_name("ssm_fused.c")
+FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-fPIC", "-shared", "-pthread"]
+_TYPES = {torch.float32: "f32", torch.float64: "f64"}
+_lib: ctypes.CDLL | None = None
+_error: str | None = None
+
+
+def _wrapper() -> str:
+    """Both precisions in one library: the kernel file included twice."""
+    parts = []
+    for real, suf, exp in (("float", "f32", "expf"), ("double", "f64", "exp")):
+        parts.append(f"#define REAL {real}\n#define SUF(name) name##_{suf}\n#define EXP {exp}\n"
+                     f'#include "{SOURCE.name}"\n#undef REAL\n#undef SUF\n#undef EXP\n')
+    return "".join(parts)
+
+
+def library_path() -> Path:
+    key = hashlib.sha256((SOURCE.read_text() + " ".join(FLAGS) + platform.machine() + platform.node()).encode())
+    root = Path(os.environ.get("FFN_CACHE") or Path.home() / ".cache" / "ffn")
+    return root / "ssm_fused" / f"{key.hexdigest()[:16]}.so"
+
+
+def build(force: bool = False) -> Path:
+    """Compile the kernel for this machine (once; cached by source, flags and host) -> the library's path."""
+    out = library_path()
+    if out.exists() and not force:
+        return out
+    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        raise RuntimeError("no C compiler (gcc) on PATH to build the fused selective scan")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "wrapper.c"
+        src.write_text(_wrapper())
+        part = Path(tmp) / out.name
+        res = subprocess.run([cc, *FLAGS, f"-I{SOURCE.parent}", str(src), "-o", str(part), "-lm"],
+                             capture_output=True, text=True)
+        if res.returncode:
+            raise RuntimeError(f"building {SOURCE} failed:\n{res.stderr[-2000:]}")
+        os.replace(part, out)  # atomic: concurrent builders leave one whole file
+    return out
+
+
+def _load() -> ctypes.CDLL:
+    global _lib, _error
+    if _lib is None and _error is None:
+        try:
+            lib = ctypes.CDLL(str(build()))
+        except (RuntimeError, OSError) as e:
+            _error = str(e)
+            raise
+        P, L_, I = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
+        for suf in _TYPES.values():
+            getattr(lib, f"ssm_forward_{suf}").argtypes = [P] * 7 + [L_] * 5 + [I]
+            getattr(lib, f"ssm_backward_{suf}").argtypes = [P] * 12 + [L_] * 6 + [I]
+            for peak in ("peak_exp", "peak_fma"):
+                fn = getattr(lib, f"{peak}_{suf}")
+                fn.argtypes, fn.restype = [L_], ctypes.c_float if suf == "f32" else ctypes.c_double
+        _lib = lib
+    if _lib is None:
+        raise RuntimeError(_error)
+    return _lib
+
+
+def available() -> tuple[bool, str]:
+    """-> (usable, why not)."""
+    try:
+        _load()
+        return True, ""
+    except (RuntimeError, OSError) as e:
+        return False, str(e)
+
+
+def _ptr(t: torch.Tensor) -> int:
+    return t.data_ptr()
+
+
+def _suffix(t: torch.Tensor) -> str:
+    if t.dtype not in _TYPES or t.device.type != "cpu":
+        raise TypeError(f"the fused scan runs on CPU float32 / float64 tensors, got {t.dtype} on {t.device}")
+    return _TYPES[t.dtype]
+
+
+class FusedSelectiveScan(torch.autograd.Function):
+    """y[B, D, L] from u, delta [B, D, L] (delta positive), A [D, N], B, C [B, N, L]: as
+    :class:`core.ssm.SelectiveScan`, in O(inputs) memory."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C):
+        lib, suf = _load(), _suffix(u)
+        u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
+        Bt, Ct = B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()  # [B, L, N]
+        b, d, L = u.shape
+        n = A.shape[1]
+        y = u.new_empty(b, d, L)
+        ckpt = u.new_empty(b, d, -(-L // CHUNK), n)
+        getattr(lib, f"ssm_forward_{suf}")(*map(_ptr, (u, delta, A, Bt, Ct, y, ckpt)), b, d, L, n, CHUNK,
+                                           torch.get_num_threads())
+        ctx.save_for_backward(u, delta, A, Bt, Ct, ckpt)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        u, delta, A, Bt, Ct, ckpt = ctx.saved_tensors
+        lib, suf = _load(), _suffix(u)
+        b, d, L = u.shape
+        n, threads = A.shape[1], torch.get_num_threads()
+        parts = max(1, min(d, -(-2 * threads // b)))  # channel blocks: enough tasks for the threads
+        gy = gy.contiguous()
+        gu, gdt, gA = torch.empty_like(u), torch.empty_like(u), u.new_empty(b, d, n)
+        gB, gC = u.new_zeros(b, parts, L, n), u.new_zeros(b, parts, L, n)
+        getattr(lib, f"ssm_backward_{suf}")(*map(_ptr, (u, delta, A, Bt, Ct, ckpt, gy, gu, gdt, gA, gB, gC)),
+                                            b, d, L, n, CHUNK, parts, threads)
+        return gu, gdt, gA.sum(0), gB.sum(1).transpose(1, 2), gC.sum(1).transpose(1, 2)
+
+
+def peak_rates(seconds: float = 0.3) -> dict[str, float]:
+    """This machine's register-resident float32 throughput per thread: ``exp`` and ``fma`` per second (the
+    kernel's own vectorised code, one thread)."""
+    import time
+
+    lib, out = _load(), {}
+    for name in ("exp", "fma"):
+        fn, iters = getattr(lib, f"peak_{name}_f32"), 1000
+        while True:
+            t = time.perf_counter()
+            fn(iters)
+            dt = time.perf_counter() - t
+            if dt > seconds:
+                break
+            iters *= 4
+        out[name] = 64 * iters / dt
+    return out
+
+
+if __name__ == "__main__":
+    print(build(force="--force" in sys.argv))

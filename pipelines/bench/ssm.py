@@ -4,13 +4,18 @@
 Sections (all cells in this one process, interleaved so every cell sees the same machine load):
 
 ``scan``: the selective scan, forward + backward, fp32, batch 16, d_inner 256, d_state 16, at L = 11, 64, 256,
-  1024: both of our CPU paths (sequential and chunked parallel; the table says which one ``mode="auto"`` takes)
-  vs mambapy's parallel scan (Blelloch, padded to a power of two) and its sequential loop, as
+  1024: our three CPU paths (fused, sequential and chunked parallel; the table says which one ``mode="auto"``
+  takes) vs mambapy's parallel scan (Blelloch, padded to a power of two) and its sequential loop, as
   ``mambapy.mamba.MambaBlock`` writes them. Before any timing, every implementation's output and input gradients
   are checked against mambapy's parallel scan at mamba-ssm's fp32 tolerance (a mismatch stops the bench). Median
   over interleaved repeats after one warm-up; a cell whose warm-up took longer than 20 s is timed by that
   run alone. Peak memory of one forward + backward above what was resident before it (the kernel's peak-RSS mark,
   after glibc's ``malloc_trim`` has returned the free pages of earlier cells).
+
+  The bound: this machine's limit for the fused path's work, B·L·D·N x (2 exp + 16 vector multiply-adds) --
+  forward 1 exp + 4 (discretise, update, read-out), backward 1 exp + 3 (the chunk's states again) + 9 (adjoint,
+  five gradients) -- at the exp and FMA throughput measured here by register-resident loops of the kernel's own
+  compiled code (``core.ssm_fused.peak_rates``), times the threads used. "fused / bound" is how far from it we are.
 
   mambapy's sequential loop grows about as L^2, so it runs up to L = 256 unless ``--sequential-max-len`` says
   more: its forward indexes ``dA[:, t]`` and ``BX[:, t]`` once per step, and the backward of each index
@@ -37,7 +42,8 @@ from pipelines.bench.table import markdown
 BATCH, D_INNER, D_STATE = 16, 256, 16
 LENGTHS = (11, 64, 256, 1024)
 RTOL, ATOL = 6e-4, 2e-3  # mamba-ssm tests/ops/test_selective_scan.py, fp32
-IMPLS = ("ours_sequential", "ours_parallel", "mambapy_parallel", "mambapy_sequential")
+IMPLS = ("ours_fused", "ours_sequential", "ours_parallel", "mambapy_parallel", "mambapy_sequential")
+EXPS, FMAS = 2, 16  # per element of [B, L, D, N], forward + backward (see the docstring)
 SLOW_S = 20.0  # a cell whose warm-up takes longer is timed by that run alone
 
 
@@ -81,7 +87,7 @@ def _mambapy(parallel: bool):
     return f
 
 
-SCANS = {"ours_sequential": lambda: _ours("sequential"), "ours_parallel": lambda: _ours("parallel"),
+SCANS = {"ours_fused": lambda: _ours("fused"), "ours_sequential": lambda: _ours("sequential"), "ours_parallel": lambda: _ours("parallel"),
          "mambapy_parallel": lambda: _mambapy(True), "mambapy_sequential": lambda: _mambapy(False)}
 
 
@@ -146,10 +152,13 @@ def peak_mb(f) -> float:
 
 def scan_cells(L: int, reps: int, seq_max_len: int = 256) -> dict:
     """Per implementation: ms (median), peak MB, max |diff| to mambapy's parallel scan; and auto's path."""
+    from core import ssm_fused
     from core.ssm import PATHS, pick_path
 
     inputs = scan_inputs(L)
-    runs = {impl: fwd_bwd(impl, inputs) for impl in IMPLS if impl != "mambapy_sequential" or L <= seq_max_len}
+    fused, _ = ssm_fused.available()
+    runs = {impl: fwd_bwd(impl, inputs) for impl in IMPLS
+            if (impl != "mambapy_sequential" or L <= seq_max_len) and (impl != "ours_fused" or fused)}
     first, mem, results = {}, {}, {}
     for impl, run in runs.items():  # a memory run, then a warm-up whose result is checked and which is timed
         mem[impl] = peak_mb(run)
@@ -161,8 +170,17 @@ def scan_cells(L: int, reps: int, seq_max_len: int = 256) -> dict:
     fast = {k: r for k, r in runs.items() if first[k] < SLOW_S}
     ms = interleaved_ms(fast, reps, warmup=0)
     ms.update({k: first[k] * 1e3 for k in runs if k not in fast})
-    auto = next(k for k, v in PATHS.items() if v is pick_path("auto", L, BATCH * D_INNER * D_STATE))
-    return {"ms": ms, "mb": mem, "diff": diff, "auto": auto, "once": sorted(set(runs) - set(fast))}
+    pure = next(k for k, v in PATHS.items() if v is pick_path("auto", L, BATCH * D_INNER * D_STATE))
+    return {"ms": ms, "mb": mem, "diff": diff, "auto": "fused" if fused else pure, "pure": pure,
+            "once": sorted(set(runs) - set(fast))}
+
+
+def bound_ms(L: int) -> float:
+    """The fused path's work at this machine's measured exp and FMA throughput, on the threads in use."""
+    from core.ssm_fused import peak_rates
+
+    rate = peak_rates()
+    return 1e3 * BATCH * L * D_INNER * D_STATE * (EXPS / rate["exp"] + FMAS / rate["fma"]) / torch.get_num_threads()
 
 
 def scan_section(a) -> str:
@@ -171,20 +189,23 @@ def scan_section(a) -> str:
         c = scan_cells(L, a.reps, a.sequential_max_len)
         ms, mb = c["ms"], c["mb"]
         best = min(("mambapy_parallel", "mambapy_sequential"), key=lambda k: ms.get(k, float("inf")))
-        ours = f"ours_{c['auto']}"
+        ours, pure = f"ours_{c['auto']}", f"ours_{c['pure']}"
         fmt = lambda k: ("not run" if k not in ms  # noqa: E731
                          else f"{ms[k]:.1f}" + (" (1 run)" if k in c["once"] else ""))
-        rows.append([L] + [fmt(k) for k in IMPLS] + [c["auto"], f"{ms[ours] / ms[best]:.2f}",
-                     f"{min(ms['ours_sequential'], ms['ours_parallel']) / ms[best]:.2f}",
-                     f"{mb[ours]:.0f} / {mb[best]:.0f}", f"{max(c['diff'].values()):.2f}"])
+        bound = bound_ms(L) if "ours_fused" in ms else float("nan")
+        rows.append([L] + [fmt(k) for k in IMPLS] + [c["auto"], f"{bound:.1f}", f"{ms.get('ours_fused', bound) / bound:.2f}",
+                     f"{ms[pure] / ms[ours]:.1f}", f"{ms[ours] / ms[best]:.3f}",
+                     f"{mb[ours]:.0f} / {mb[pure]:.0f} / {mb[best]:.0f}", f"{max(c['diff'].values()):.2f}"])
         print(" | ".join(map(str, rows[-1])), flush=True)
     return (f"Selective scan forward + backward, fp32, batch {BATCH}, d_inner {D_INNER}, d_state {D_STATE}; "
             "ms median of interleaved repeats; all outputs and gradients equal mambapy's parallel scan within "
             f"rtol {RTOL} / atol {ATOL} (the last column: the worst element's |diff| / (atol + rtol·|ref|), "
             "<= 1 passes)\n\n"
-            + markdown(["L", "ours sequential ms", "ours parallel ms", "mambapy parallel ms", "mambapy sequential ms",
-                        "auto takes", "auto / best mambapy", "best ours / best mambapy", "peak MB auto / best mambapy",
-                        "worst diff / tolerance"], rows))
+            + markdown(["L", "ours fused ms", "ours sequential ms", "ours parallel ms", "mambapy parallel ms",
+                        "mambapy sequential ms", "auto takes", "bound ms", "fused / bound",
+                        "speed-up of auto over the pure path", "auto / best mambapy",
+                        "peak MB auto / pure / best mambapy", "worst diff / tolerance"], rows)
+            + f"\n\n{torch.get_num_threads()} threads; the pure path is what ``auto`` takes without the fused one.")
 
 
 def smamba_pair():

@@ -154,10 +154,11 @@ def labels(a) -> str:
 def captures(a) -> str:
     res = _methods(a, True, path=str(data_dir() / "traffic" / "zeek"), labels="folders", level="capture")
     rows = [[n, _f1(r), _f1(r, "acc")] for n, r in res.items()]
-    pairs = [[f"{x} - {y}", _paired(res, x, y, key)] for key in ("macro_f1", "acc")
+    pairs = [[f"{x} - {y} ({name})", _paired(res, x, y, key)] for key, name in (("macro_f1", "macro-F1"),
+                                                                                 ("acc", "accuracy"))
              for x, y in ((PRE, SCRATCH), (PRE, GBM), (PRE, MAJORITY), (GBM, MAJORITY))]
     return markdown(["method (Zeek traces, per capture, grouped folds)", "macro-F1", "accuracy"], rows) + "\n\n" + \
-        markdown(["paired comparison (macro-F1, then accuracy)", "mean difference [95 % CI] over folds"], pairs) + (
+        markdown(["paired comparison", "mean difference [95 % CI] over folds"], pairs) + (
         f"\n\nmacro-F1 / accuracy per capture (the argmax of its flows' mean probabilities; its label is the "
         f"protocol folder), mean ± std over folds {a.folds}, seeds {a.seeds}; every protocol folder with >= 5 "
         f"captures, <= 50 flows per capture; {a.epochs} epochs max (best validation macro-F1), pretraining {a.pretrain_epochs} epochs.")

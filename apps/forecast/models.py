@@ -105,7 +105,7 @@ class SMamba(InvertedEncoder):
         d_state: SSM state size N per channel.
         d_conv: width of Mamba's causal depthwise convolution.
         expand: Mamba's inner width / d_model.
-        scan_mode: selective scan path: auto (by length), sequential or parallel.
+        scan_mode: selective scan path: auto (fused where built, else by length), fused, sequential or parallel.
     """
 
     def __init__(self, n_vars: int, lookback: int, horizon: int, d_state: int = 16, d_conv: int = 2,

@@ -27,15 +27,18 @@ from core.ffn import collect_aux_loss, set_guidance, guidance
 
 
 class CharGPT(nn.Module):
-    """tokens[B, T] -> logits[B, T, vocab]: embeddings + causal pre-norm blocks + tied head."""
+    """tokens[B, T] -> logits[B, T, vocab]: embeddings + causal pre-norm blocks + tied head. ``mixer``: attention
+    (``heads``) or mamba (``mixer_kw``: d_state, scan_mode, ...), the long-sequence variant."""
 
     def __init__(self, vocab: int, block: int = 64, width: int = 128, depth: int = 4, heads: int = 4,
-                 ffn: str = "mlp", ffn_kw: dict | None = None):
+                 ffn: str = "mlp", ffn_kw: dict | None = None, mixer: str = "attention",
+                 mixer_kw: dict | None = None):
         super().__init__()
         self.tok = nn.Embedding(vocab, width)
         self.pos = nn.Embedding(block, width)
-        self.encoder = Encoder(depth, width, mixer="attention", heads=heads, causal=True, norm="pre",
-                               ffn=ffn, hidden=4 * width, ffn_kw=ffn_kw)
+        kw = {"heads": heads, "causal": True} if mixer == "attention" else dict(mixer_kw or {})
+        self.encoder = Encoder(depth, width, mixer=mixer, norm="pre", ffn=ffn, hidden=4 * width, ffn_kw=ffn_kw,
+                               **kw)
         self.head = nn.Linear(width, vocab, bias=False)
         self.head.weight = self.tok.weight
         self.apply(self._init)

@@ -22,6 +22,9 @@ Sections (all cells in this one process, interleaved so every cell sees the same
   (``select_backward``) writes a zero tensor of the whole [B, L, D, N] input into which it scatters one step's
   gradient, so the backward moves L x B·L·D·N floats.
 
+``charlm``: the long-sequence model, a char-LM with Mamba mixers at L = 1024: training steps on the fused scan vs
+  the pure path, same weights and batches, checked equal first.
+
 ``model``: S-Mamba (ETTh1, L = 96, H = 96, the paper's settings) with our Mamba mixers vs the same model with
   mambapy's ``MambaBlock`` holding the same weights (outputs checked equal first): one training step (forward,
   backward, Adam) and inference, median over the same real ETTh1 batches, interleaved.
@@ -268,7 +271,60 @@ def model_section(a) -> str:
             + markdown(["S-Mamba ETTh1", "ours ms", "mambapy ms", "ours / mambapy"], rows))
 
 
-SECTIONS = {"scan": scan_section, "model": model_section}
+def charlm_section(a) -> str:
+    """The char-LM on tiny-shakespeare with Mamba mixers at L = 1024: training steps with the fused scan and with
+    the pure path, same weights and batches (the first step's loss and gradients checked equal), interleaved."""
+    import copy
+
+    from pipelines.bench.charlm import CharGPT, batches, load_text
+
+    train_data, _, vocab = load_text()
+    block, batch = (256, 2) if a.quick else (1024, 4)
+    torch.manual_seed(0)
+    fused = CharGPT(vocab, block=block, width=128, depth=2, mixer="mamba",
+                    mixer_kw={"d_state": D_STATE, "scan_mode": "fused"})
+    pure = copy.deepcopy(fused)
+    for blk in pure.encoder.blocks:
+        blk.mixer.scan_mode = "sequential"
+    gen = torch.Generator().manual_seed(0)
+    data = [batches(train_data, block, batch, gen) for _ in range(4)]
+    models = {"fused": fused, "pure (sequential)": pure}
+
+    def loss(model, xy):
+        x, y = xy
+        return torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
+
+    first = {}
+    for name, model in models.items():
+        model.zero_grad()
+        val = loss(model, data[0])
+        val.backward()
+        first[name] = (val.item(), torch.cat([p.grad.flatten() for p in model.parameters()]))
+    (l0, g0), (l1, g1) = first.values()
+    if abs(l0 - l1) > 1e-5 or not torch.allclose(g0, g1, rtol=RTOL, atol=ATOL):
+        raise Mismatch(f"char-LM: fused and pure steps differ (loss {l0:.6f} vs {l1:.6f})")
+    opts = {n: torch.optim.AdamW(m.parameters(), lr=1e-3) for n, m in models.items()}
+
+    def step(name):
+        it = itertools.cycle(data)
+
+        def run():
+            opts[name].zero_grad()
+            loss(models[name], next(it)).backward()
+            opts[name].step()
+        return run
+    fns = {n: step(n) for n in models}
+    mem = {n: peak_mb(f) for n, f in fns.items()}
+    ms = interleaved_ms(fns, a.reps, warmup=1)
+    rows = [[n, f"{ms[n]:.0f}", f"{ms['pure (sequential)'] / ms[n]:.2f}", f"{mem[n]:.0f}"] for n in models]
+    return (markdown(["scan path", "ms / training step", "speed-up over pure", "peak MB"], rows)
+            + f"\n\nChar-level LM on tiny-shakespeare, 2 pre-norm blocks of width 128 with Mamba mixers (d_state "
+              f"{D_STATE}) and MLP FFNs, L = {block}, batch {batch}, AdamW; one step = forward, backward, update; "
+              f"first step's loss equal ({l0:.5f}) and gradients within rtol {RTOL} / atol {ATOL}; median of "
+              f"{a.reps} interleaved steps after a warm-up; {torch.get_num_threads()} threads.")
+
+
+SECTIONS = {"scan": scan_section, "model": model_section, "charlm": charlm_section}
 
 
 def parse(argv):

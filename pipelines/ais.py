@@ -18,7 +18,8 @@ from apps.ais.plots import error_by_horizon_figure, tracks_figure
 from apps.ais.predict import TrackPredictor
 from apps.ais.task import KeepBestMembers, TrackForecaster, score_windows
 from pipelines.options import Param, Section, ffn_choices, ffn_section
-from pipelines.runner import Job, main
+from pipelines.job import Job
+from pipelines.runner import main
 
 
 class AISJob(Job):

@@ -27,7 +27,8 @@ from apps.audio.questions import TYPES
 from apps.audio.task import AudioQATask, answer_mask, macro_by_type, majority_floor, set_stage
 from core.datadir import DataError, data_dir
 from pipelines.options import Param, Section, ffn_choices, ffn_section
-from pipelines.runner import Job, fit_module, main
+from pipelines.job import Job
+from pipelines.runner import fit_module, main
 
 STAGE_LR = 1e-3  # stages 0 and 1 (stage 2 is the main fit, at optim.lr)
 

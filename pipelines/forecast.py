@@ -19,7 +19,8 @@ from apps.forecast.task import ForecastTask
 from core.utils import deep_merge
 from pipelines.config import ConfigError
 from pipelines.options import Param, Section, ffn_choices, ffn_section
-from pipelines.runner import RUNNER_DEFAULTS, Job, main
+from pipelines.job import RUNNER_DEFAULTS, Job
+from pipelines.runner import main
 
 
 class ForecastJob(Job):

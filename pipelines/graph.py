@@ -27,7 +27,8 @@ from pipelines.config import ConfigError
 from pipelines.figures import confusion_figure
 from pipelines.graph_link import LinkJob
 from pipelines.options import Param, Section, ffn_choices, ffn_section
-from pipelines.runner import RUNNER_DEFAULTS, Job, main
+from pipelines.job import RUNNER_DEFAULTS, Job
+from pipelines.runner import main
 
 METHODS = {"bp": None, "sf": SingleForwardGNN}
 # ForwardGNN's settings (exp/nodeclass/*.sh): hidden 128, Adam lr 1e-3, 1000 epochs per layer, patience 100

@@ -19,7 +19,7 @@ from apps.graph.task import NEGATIVES, LinkPredictor
 from core.utils import deep_merge
 from pipelines.config import ConfigError
 from pipelines.options import Param, Section, ffn_choices, ffn_section
-from pipelines.runner import RUNNER_DEFAULTS, Job
+from pipelines.job import RUNNER_DEFAULTS, Job
 
 MODELS = ("netinfof", *CONVS)
 # NetInfoF: Act (a logistic regression) trained full batch on the split's fixed training negatives, its two

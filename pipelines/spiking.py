@@ -22,7 +22,8 @@ from apps.spiking.plots import delay_histogram, raster_figure
 from apps.spiking.predict import DigitPredictor
 from apps.spiking.task import LOSSES, SpikeClassifier
 from pipelines.options import Section
-from pipelines.runner import Job, main
+from pipelines.job import Job
+from pipelines.runner import main
 
 
 class SpikingJob(Job):

@@ -24,7 +24,8 @@ from apps.traffic.predict import OPTIONAL, PACKET_COLUMNS, FlowPredictor
 from apps.traffic.task import FieldPretrainer, FlowClassifier, class_weights, pretrain_loader
 from pipelines.figures import confusion_figure
 from pipelines.options import Param, Section, ffn_choices, ffn_section
-from pipelines.runner import Job, fit_module, main
+from pipelines.job import Job
+from pipelines.runner import fit_module, main
 
 
 class TrafficJob(Job):

@@ -38,7 +38,7 @@ from apps.ais.data import resolve_paths
 from apps.ais.models import WIDE
 from apps.ais.nmea import read
 from pipelines.ais import AISJob
-from pipelines.runner import Predictions
+from pipelines.outcome import Predictions
 from pipelines.bench.sections import add_common, bench_main, check_sections, job_data, parse_quick, train
 from pipelines.bench.stats import ratio_interval
 from pipelines.bench.table import markdown, mean_std

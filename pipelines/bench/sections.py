@@ -65,7 +65,8 @@ def train(job, user: dict, dm=None, reference: bool = False):
     options over the job's defaults, quiet, at this process's thread count; nothing logged to MLflow. ``dm``: a data
     module made by ``job.data`` for the same data options, reused across trainings. -> its Outcome."""
     from core.utils import deep_merge
-    from pipelines.runner import check_config, fit_test
+    from pipelines.job import check_config
+    from pipelines.runner import fit_test
 
     quiet_trainer = {"trainer": {"enable_progress_bar": False, "enable_model_summary": False}}
     cfg = job.resolve(deep_merge(quiet_trainer, user, {"threads": torch.get_num_threads()}))
@@ -76,7 +77,7 @@ def train(job, user: dict, dm=None, reference: bool = False):
 def job_data(job, user: dict):
     """``job``'s data module for ``user``'s options (to share between the trainings of one data set)."""
     from core.utils import deep_merge
-    from pipelines.runner import check_config
+    from pipelines.job import check_config
 
     cfg = job.resolve(deep_merge(user, {}))
     check_config(job, cfg)

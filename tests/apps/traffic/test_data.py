@@ -201,3 +201,18 @@ def test_interleaved_bursts_see_the_flow_after_one_layer(hierarchy, sees_other_b
     assert bool(changed) == sees_other_bursts
     with pytest.raises(ValueError, match="burst_layers .* must equal"):
         NetFound(n_classes=3, burst_layers=2, flow_layers=1)
+
+
+def test_the_majority_floor_counts_the_units_the_task_scores():
+    """At capture level the floor's class is the most common among training captures, not among their flows (one
+    capture of many flows must not decide it)."""
+    from types import SimpleNamespace
+
+    from apps.traffic.baseline import majority_scores
+
+    train = {"y": np.array([0] * 10 + [1, 1, 1, 2]), "group": np.array(["a"] * 10 + ["b", "c", "d", "e"])}
+    test = {"y": np.array([1, 1, 1, 0]), "group": np.array(["f", "f", "g", "h"])}
+    dm = SimpleNamespace(sets={"train": train, "test": test}, class_names=["x", "y", "z"], level="capture")
+    assert majority_scores(dm)["floor_majority_acc"] == pytest.approx(2 / 3)  # class 1: 3 of 5 training captures
+    dm.level = "flow"
+    assert majority_scores(dm)["floor_majority_acc"] == pytest.approx(1 / 4)  # class 0: 10 of 14 training flows

@@ -89,9 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_readme:
         for app, f in figs.items():
             results.copy_figures(app, f, out / "img")
-        # a store without any default-job run (a test's, a fresh clone's) leaves the README's table as it is
-        if any(r is not None for r in runs.values()) and results.update_readme(Path(a.readme),
-                                                                              results.apps_table(runs)):
+        # a store without any default-job run (a test's, a fresh clone's) leaves the README's table as it is; an
+        # app without one keeps its row
+        readme = Path(a.readme)
+        if any(r is not None for r in runs.values()) and results.update_readme(
+                readme, results.apps_table(runs, results.readme_table(readme))):
             print(f"{a.readme}: the table of apps, from {sum(r is not None for r in runs.values())} default-job run(s)")
     if a.html:
         sections = []

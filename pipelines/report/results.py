@@ -58,12 +58,21 @@ def placeholder(area: str) -> str:
                       "`python -m pipelines.report`.", ""])
 
 
-def apps_table(runs: dict) -> str:
-    """The README's table: a row per app; ``runs``: app -> its default-job MLflow run or None."""
+def apps_table(runs: dict, old: str = "") -> str:
+    """The README's table: a row per app; ``runs``: app -> its default-job MLflow run or None. An app without a run
+    in this store keeps its row (and its run id) from ``old``, the table as it stands, if it has one there."""
     rows = ["| app | command | data | headline (ours vs reference) | page |", "|---|---|---|---|---|"]
+    kept_rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| [^|]+ \| `python -m pipelines\.(\w+)` \|.*$",
+                                                               old, re.M)}
+    kept_ids = dict(re.findall(r"(\w+) `([0-9a-f]{8})`", old))
     dated = []
     for app, (name, data, page) in APPS.items():
         r = runs.get(app)
+        if r is None and "pipelines.report`" not in kept_rows.get(app, "pipelines.report`"):
+            rows.append(kept_rows[app])
+            if app in kept_ids:
+                dated.append(f"{app} `{kept_ids[app]}`")
+            continue
         if r is None:
             cell = f"run `python -m pipelines.{app}`, then `python -m pipelines.report`"
         else:
@@ -73,6 +82,12 @@ def apps_table(runs: dict) -> str:
     if dated:
         rows += ["", f"*Each headline from the newest MLflow run of the app's default job: {', '.join(dated)}.*"]
     return "\n".join(rows)
+
+
+def readme_table(readme: Path) -> str:
+    """The block between the README's APPS-TABLE markers ("" without them)."""
+    m = re.search(r"<!-- APPS-TABLE[^\n]*-->\n(.*?)<!-- /APPS-TABLE -->", readme.read_text(), re.S)
+    return m.group(1) if m else ""
 
 
 def update_readme(readme: Path, table: str) -> bool:

@@ -86,3 +86,23 @@ def test_the_default_run_is_the_newest_without_overrides_even_when_data_params_r
     other = c.create_run(exp, tags={"config.overrides": '{"data.horizon": "192"}'})
     c.set_terminated(other.info.run_id)
     assert default_run(c, job).info.run_id == default.info.run_id
+
+
+def test_the_readme_table_keeps_the_row_of_an_app_without_a_run_in_this_store():
+    """A store holding one app's default run (a rerun of one job) rewrites that row and keeps the others."""
+    from types import SimpleNamespace
+
+    from pipelines.report import results
+
+    old = ("| app | command | data | headline (ours vs reference) | page |\n|---|---|---|---|---|\n"
+           "| forecasting | `python -m pipelines.forecast` | ETTh1 | test MSE 0.400 (paper 0.386) | [f](f) |\n"
+           "| graph learning | `python -m pipelines.graph` | Cora | test accuracy 81.7 % (Kipf & Welling 81.5 %) | "
+           "[g](g) |\n\n*Each headline from the newest MLflow run of the app's default job: forecast `11111111`, "
+           "graph `22222222`.*\n")
+    run = SimpleNamespace(info=SimpleNamespace(run_id="33333333abcdef"),
+                          data=SimpleNamespace(metrics={"test_mse": 0.387}, params={}))
+    table = results.apps_table({"forecast": run}, old)
+    assert "test MSE 0.387 (paper 0.386)" in table and "0.400" not in table
+    assert "test accuracy 81.7 % (Kipf & Welling 81.5 %) | [g](g) |" in table  # kept as it was
+    assert "forecast `33333333`" in table and "graph `22222222`" in table and "11111111" not in table
+    assert "run `python -m pipelines.ais`, then" in table  # never had a row: says how to make one

@@ -1,9 +1,10 @@
 /* The selective scan fused on the CPU (core/ssm_fused.py builds and loads this file; see its docstring).
  *
- * One task per (batch, channel block): the state h[N] of a channel stays in cache, exp(delta * A) is computed on
- * the fly, and nothing of size L x N is stored but the state entering every K-th step (ckpt). The backward pass
- * walks the chunks from the end, recomputes each chunk's states from its checkpoint, and runs the adjoint
- * recurrence g_t = C_t gy_t + dA_{t+1} g_{t+1} through them.
+ * A task advances a block of CB channels of one batch row step by step: their states h[CB][N] and the step's
+ * B_t, C_t stay in L1, exp(delta * A) is computed on the fly, and nothing of size L x N per channel is stored but
+ * the state entering every K-th step (ckpt). The backward pass walks the chunks from the end, recomputes each
+ * chunk's states from its checkpoint, runs the adjoint recurrence g_t = C_t gy_t + dA_{t+1} g_{t+1} through them,
+ * and adds a block's B and C gradients of a step once (a task owns one gB / gC slice).
  *
  * Layouts (contiguous): u, dt, y, gu, gdt [B, D, L]; A [D, N]; Bm, Cm [B, L, N]; ckpt [B, D, NC, N];
  * gA [B, D, N]; gB, gC [B, P, L, N] (one slice per channel block p, summed by the caller).
@@ -28,6 +29,8 @@ typedef struct {
     pthread_mutex_t lock;
 } SUF(job);
 
+#define CB 8  /* channels of a block: their states and one step's B_t, C_t stay in L1 together */
+
 static long SUF(take)(SUF(job) *j) {
     pthread_mutex_lock(&j->lock);
     long t = j->next++;
@@ -35,86 +38,111 @@ static long SUF(take)(SUF(job) *j) {
     return t;
 }
 
-static void SUF(forward_channel)(SUF(job) *j, long b, long d, REAL *h) {
-    const long L = j->L, N = j->N, K = j->K, NC = (L + K - 1) / K, bd = b * j->D + d;
-    const REAL *a = j->A + d * N, *u = j->u + bd * L, *dt = j->dt + bd * L;
+/* Channels [d0, d1) of batch b, forward: h [CB * N] scratch. */
+static void SUF(forward_block)(SUF(job) *j, long b, long d0, long d1, REAL *h) {
+    const long L = j->L, N = j->N, K = j->K, NC = (L + K - 1) / K, nb = d1 - d0, base = b * j->D + d0;
     const REAL *Bb = j->Bm + b * L * N, *Cb = j->Cm + b * L * N;
-    REAL *y = j->y + bd * L, *ck = j->ckpt + bd * NC * N;
-    memset(h, 0, N * sizeof(REAL));
+    memset(h, 0, nb * N * sizeof(REAL));
     for (long t = 0; t < L; t++) {
-        if (t % K == 0) memcpy(ck + (t / K) * N, h, N * sizeof(REAL));
-        const REAL del = dt[t], du = del * u[t], *Bt = Bb + t * N, *Ct = Cb + t * N;
-        REAL acc = 0;
+        const REAL *Bt = Bb + t * N, *Ct = Cb + t * N;
+        for (long c = 0; c < nb; c++) {
+            const long bd = base + c;
+            const REAL *a = j->A + (d0 + c) * N, del = j->dt[bd * L + t], du = del * j->u[bd * L + t];
+            REAL *hc = h + c * N, acc = 0;
+            if (t % K == 0) memcpy(j->ckpt + (bd * NC + t / K) * N, hc, N * sizeof(REAL));
 #pragma omp simd reduction(+ : acc)
-        for (long n = 0; n < N; n++) {
-            REAL hn = EXP(del * a[n]) * h[n] + du * Bt[n];
-            h[n] = hn;
-            acc += hn * Ct[n];
+            for (long n = 0; n < N; n++) {
+                REAL hn = EXP(del * a[n]) * hc[n] + du * Bt[n];
+                hc[n] = hn;
+                acc += hn * Ct[n];
+            }
+            j->y[bd * L + t] = acc;
         }
-        y[t] = acc;
     }
 }
 
-static void SUF(backward_channel)(SUF(job) *j, long b, long p, long d, REAL *work) {
-    const long L = j->L, N = j->N, K = j->K, NC = (L + K - 1) / K, bd = b * j->D + d;
-    const REAL *a = j->A + d * N, *u = j->u + bd * L, *dt = j->dt + bd * L, *gy = j->gy + bd * L;
-    const REAL *Bb = j->Bm + b * L * N, *Cb = j->Cm + b * L * N, *ck = j->ckpt + bd * NC * N;
-    REAL *gu = j->gu + bd * L, *gdt = j->gdt + bd * L, *gA = j->gA + bd * N;
+/* Channels [d0, d1) of batch b, backward, into the gB / gC slice ``p``. work: 2 K CB N + 4 CB N + 2 N. */
+static void SUF(backward_block)(SUF(job) *j, long b, long p, long d0, long d1, REAL *work) {
+    const long L = j->L, N = j->N, K = j->K, NC = (L + K - 1) / K, nb = d1 - d0, base = b * j->D + d0;
+    const REAL *Bb = j->Bm + b * L * N, *Cb = j->Cm + b * L * N;
     REAL *gB = j->gB + (b * j->P + p) * L * N, *gC = j->gC + (b * j->P + p) * L * N;
-    REAL *hs = work, *das = work + K * N, *carry = work + 2 * K * N, *h = work + 2 * K * N + N;
-    memset(carry, 0, N * sizeof(REAL));
-    memset(gA, 0, N * sizeof(REAL));
-    for (long c = NC - 1; c >= 0; c--) {
-        const long t0 = c * K, t1 = t0 + K < L ? t0 + K : L;
-        memcpy(h, ck + c * N, N * sizeof(REAL));
+    REAL *hs = work, *das = hs + K * CB * N, *carry = das + K * CB * N, *gA = carry + CB * N, *h = gA + CB * N;
+    REAL *h0 = h + CB * N, *gBt_ = h0 + CB * N, *gCt_ = gBt_ + N;
+    memset(carry, 0, nb * N * sizeof(REAL));
+    memset(gA, 0, nb * N * sizeof(REAL));
+    for (long k = NC - 1; k >= 0; k--) {
+        const long t0 = k * K, t1 = t0 + K < L ? t0 + K : L;
+        for (long c = 0; c < nb; c++) memcpy(h0 + c * N, j->ckpt + ((base + c) * NC + k) * N, N * sizeof(REAL));
+        memcpy(h, h0, nb * N * sizeof(REAL));
         for (long t = t0; t < t1; t++) {  /* the chunk's states again, from its checkpoint */
-            const REAL del = dt[t], du = del * u[t], *Bt = Bb + t * N;
-            REAL *ho = hs + (t - t0) * N, *da = das + (t - t0) * N;
+            const REAL *Bt = Bb + t * N;
+            for (long c = 0; c < nb; c++) {
+                const long bd = base + c;
+                const REAL *a = j->A + (d0 + c) * N, del = j->dt[bd * L + t], du = del * j->u[bd * L + t];
+                REAL *hc = h + c * N, *ho = hs + ((t - t0) * CB + c) * N, *da = das + ((t - t0) * CB + c) * N;
 #pragma omp simd
-            for (long n = 0; n < N; n++) {
-                da[n] = EXP(del * a[n]);
-                h[n] = da[n] * h[n] + du * Bt[n];
-                ho[n] = h[n];
+                for (long n = 0; n < N; n++) {
+                    da[n] = EXP(del * a[n]);
+                    hc[n] = da[n] * hc[n] + du * Bt[n];
+                    ho[n] = hc[n];
+                }
             }
         }
         for (long t = t1 - 1; t >= t0; t--) {
-            const REAL del = dt[t], ut = u[t], du = del * ut, g_y = gy[t];
-            const REAL *Bt = Bb + t * N, *Ct = Cb + t * N, *da = das + (t - t0) * N, *ht = hs + (t - t0) * N;
-            const REAL *hp = t > t0 ? hs + (t - t0 - 1) * N : ck + c * N;  /* h_{t-1} */
-            REAL *gBt = gB + t * N, *gCt = gC + t * N;
-            REAL sa = 0, sgb = 0;
+            const REAL *Bt = Bb + t * N, *Ct = Cb + t * N;
+            memset(gBt_, 0, 2 * N * sizeof(REAL));
+            for (long c = 0; c < nb; c++) {
+                const long bd = base + c;
+                const REAL *a = j->A + (d0 + c) * N, del = j->dt[bd * L + t], ut = j->u[bd * L + t], du = del * ut;
+                const REAL g_y = j->gy[bd * L + t];
+                const REAL *da = das + ((t - t0) * CB + c) * N, *ht = hs + ((t - t0) * CB + c) * N;
+                const REAL *hp = t > t0 ? hs + ((t - t0 - 1) * CB + c) * N : h0 + c * N;  /* h_{t-1} */
+                REAL *cr = carry + c * N, *gAc = gA + c * N, sa = 0, sgb = 0;
 #pragma omp simd reduction(+ : sa, sgb)
-            for (long n = 0; n < N; n++) {
-                const REAL g = g_y * Ct[n] + carry[n];  /* dL/dh_t */
-                const REAL x = g * hp[n] * da[n];       /* dL/d(delta_t A_n) */
-                sa += x * a[n];
-                gA[n] += x * del;
-                sgb += g * Bt[n];
-                gBt[n] += g * du;
-                gCt[n] += g_y * ht[n];
-                carry[n] = da[n] * g;
+                for (long n = 0; n < N; n++) {
+                    const REAL g = g_y * Ct[n] + cr[n];  /* dL/dh_t */
+                    const REAL x = g * hp[n] * da[n];    /* dL/d(delta_t A_n) */
+                    sa += x * a[n];
+                    gAc[n] += x * del;
+                    sgb += g * Bt[n];
+                    gBt_[n] += g * du;
+                    gCt_[n] += g_y * ht[n];
+                    cr[n] = da[n] * g;
+                }
+                j->gdt[bd * L + t] = sa + ut * sgb;
+                j->gu[bd * L + t] = del * sgb;
             }
-            gdt[t] = sa + ut * sgb;
-            gu[t] = del * sgb;
+            REAL *gBt = gB + t * N, *gCt = gC + t * N;
+#pragma omp simd
+            for (long n = 0; n < N; n++) {
+                gBt[n] += gBt_[n];
+                gCt[n] += gCt_[n];
+            }
         }
     }
+    for (long c = 0; c < nb; c++) memcpy(j->gA + (base + c) * N, gA + c * N, N * sizeof(REAL));
 }
 
 static void *SUF(forward_worker)(void *arg) {
     SUF(job) *j = arg;
-    REAL *h = malloc(j->N * sizeof(REAL));
-    for (long t; (t = SUF(take)(j)) < j->B * j->D;) SUF(forward_channel)(j, t / j->D, t % j->D, h);
+    REAL *h = malloc(CB * j->N * sizeof(REAL));
+    const long blocks = (j->D + CB - 1) / CB;
+    for (long t; (t = SUF(take)(j)) < j->B * blocks;) {
+        const long b = t / blocks, d0 = (t % blocks) * CB, d1 = d0 + CB < j->D ? d0 + CB : j->D;
+        SUF(forward_block)(j, b, d0, d1, h);
+    }
     free(h);
     return NULL;
 }
 
 static void *SUF(backward_worker)(void *arg) {
     SUF(job) *j = arg;
-    REAL *work = malloc((2 * j->K * j->N + 2 * j->N) * sizeof(REAL));
-    const long per = (j->D + j->P - 1) / j->P;  /* channels of a block */
+    REAL *work = malloc((2 * j->K * CB * j->N + 4 * CB * j->N + 2 * j->N) * sizeof(REAL));
+    const long blocks = (j->D + CB - 1) / CB, per = (blocks + j->P - 1) / j->P;  /* blocks of a part */
     for (long t; (t = SUF(take)(j)) < j->B * j->P;) {
-        const long b = t / j->P, p = t % j->P, end = (p + 1) * per < j->D ? (p + 1) * per : j->D;
-        for (long d = p * per; d < end; d++) SUF(backward_channel)(j, b, p, d, work);
+        const long b = t / j->P, p = t % j->P;
+        for (long k = p * per; k < (p + 1) * per && k < blocks; k++)
+            SUF(backward_block)(j, b, p, k * CB, (k + 1) * CB < j->D ? (k + 1) * CB : j->D, work);
     }
     free(work);
     return NULL;

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 CHUNK = 64  # steps between stored states
+BLOCK = 8  # channels a task advances together (CB in the C file)
 SOURCE = Path(__file__).with_name("ssm_fused.c")
 FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-fPIC", "-shared", "-pthread"]
 _TYPES = {torch.float32: "f32", torch.float64: "f64"}
@@ -132,7 +133,7 @@ class FusedSelectiveScan(torch.autograd.Function):
         lib, suf = _load(), _suffix(u)
         b, d, L = u.shape
         n, threads = A.shape[1], torch.get_num_threads()
-        parts = max(1, min(d, -(-2 * threads // b)))  # channel blocks: enough tasks for the threads
+        parts = max(1, min(-(-d // BLOCK), -(-2 * threads // b)))  # gB / gC slices: tasks enough for the threads
         gy = gy.contiguous()
         gu, gdt, gA = torch.empty_like(u), torch.empty_like(u), u.new_empty(b, d, n)
         gB, gC = u.new_zeros(b, parts, L, n), u.new_zeros(b, parts, L, n)

@@ -166,9 +166,10 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     if _fused(mode, u):
         from core.ssm_fused import FusedSelectiveScan
 
-        y = FusedSelectiveScan.apply(u, *(t.to(u.dtype) for t in (delta, A, B, C)))
-    else:
-        y = SelectiveScan.apply(u, delta, A, B, C, mode)
+        y = FusedSelectiveScan.apply(u, *(t.to(u.dtype) for t in (delta, A, B, C)),
+                                     None if D is None else D.to(u.dtype))  # D u is added inside
+        return _output(y, u, None, z)
+    y = SelectiveScan.apply(u, delta, A, B, C, mode)
     return _output(y, u, D, z)
 
 

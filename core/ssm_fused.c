@@ -6,8 +6,9 @@
  * chunk's states from its checkpoint, runs the adjoint recurrence g_t = C_t gy_t + dA_{t+1} g_{t+1} through them,
  * and adds a block's B and C gradients of a step once (a task owns one gB / gC slice).
  *
- * Layouts (contiguous): u, dt, y, gu, gdt [B, D, L]; A [D, N]; Bm, Cm [B, L, N]; ckpt [B, D, NC, N];
- * gA [B, D, N]; gB, gC [B, P, L, N] (one slice per channel block p, summed by the caller).
+ * y_t = <h_t, C_t> + D u_t (the skip term fused too). Layouts (contiguous): u, dt, y, gu, gdt [B, D, L];
+ * A [D, N]; Bm, Cm [B, L, N]; Dv [D]; ckpt [B, D, NC, N]; gA [B, D, N]; gD [B, D]; gB, gC [B, P, L, N] (one
+ * slice per part p of the channel blocks, summed by the caller).
  * The file is compiled twice, REAL = float (suffix _f32) and REAL = double (_f64).
  */
 #include <math.h>
@@ -22,8 +23,8 @@
 #endif
 
 typedef struct {
-    const REAL *u, *dt, *A, *Bm, *Cm, *gy;
-    REAL *y, *ckpt, *gu, *gdt, *gA, *gB, *gC;
+    const REAL *u, *dt, *A, *Bm, *Cm, *Dv, *gy;
+    REAL *y, *ckpt, *gu, *gdt, *gA, *gB, *gC, *gD;
     long B, D, L, N, K, P;
     long next;  /* the next task (guarded by lock) */
     pthread_mutex_t lock;
@@ -56,7 +57,7 @@ static void SUF(forward_block)(SUF(job) *j, long b, long d0, long d1, REAL *h) {
                 hc[n] = hn;
                 acc += hn * Ct[n];
             }
-            j->y[bd * L + t] = acc;
+            j->y[bd * L + t] = acc + j->Dv[d0 + c] * j->u[bd * L + t];
         }
     }
 }
@@ -70,6 +71,7 @@ static void SUF(backward_block)(SUF(job) *j, long b, long p, long d0, long d1, R
     REAL *h0 = h + CB * N, *gBt_ = h0 + CB * N, *gCt_ = gBt_ + N;
     memset(carry, 0, nb * N * sizeof(REAL));
     memset(gA, 0, nb * N * sizeof(REAL));
+    memset(j->gD + base, 0, nb * sizeof(REAL));
     for (long k = NC - 1; k >= 0; k--) {
         const long t0 = k * K, t1 = t0 + K < L ? t0 + K : L;
         for (long c = 0; c < nb; c++) memcpy(h0 + c * N, j->ckpt + ((base + c) * NC + k) * N, N * sizeof(REAL));
@@ -110,7 +112,8 @@ static void SUF(backward_block)(SUF(job) *j, long b, long p, long d0, long d1, R
                     cr[n] = da[n] * g;
                 }
                 j->gdt[bd * L + t] = sa + ut * sgb;
-                j->gu[bd * L + t] = del * sgb;
+                j->gu[bd * L + t] = del * sgb + j->Dv[d0 + c] * g_y;
+                j->gD[bd] += g_y * ut;
             }
             REAL *gBt = gB + t * N, *gCt = gC + t * N;
 #pragma omp simd
@@ -159,19 +162,20 @@ static void SUF(run)(SUF(job) *j, void *(*worker)(void *), int threads) {
     pthread_mutex_destroy(&j->lock);
 }
 
-void SUF(ssm_forward)(const REAL *u, const REAL *dt, const REAL *A, const REAL *Bm, const REAL *Cm, REAL *y,
-                      REAL *ckpt, long B, long D, long L, long N, long K, int threads) {
-    SUF(job) j = {.u = u, .dt = dt, .A = A, .Bm = Bm, .Cm = Cm, .y = y, .ckpt = ckpt,
+void SUF(ssm_forward)(const REAL *u, const REAL *dt, const REAL *A, const REAL *Bm, const REAL *Cm, const REAL *Dv,
+                      REAL *y, REAL *ckpt, long B, long D, long L, long N, long K, int threads) {
+    SUF(job) j = {.u = u, .dt = dt, .A = A, .Bm = Bm, .Cm = Cm, .Dv = Dv, .y = y, .ckpt = ckpt,
                   .B = B, .D = D, .L = L, .N = N, .K = K, .P = 1};
     SUF(run)(&j, SUF(forward_worker), threads);
 }
 
 /* gB and gC must come zeroed; every other output is written whole. */
 void SUF(ssm_backward)(const REAL *u, const REAL *dt, const REAL *A, const REAL *Bm, const REAL *Cm,
-                       const REAL *ckpt, const REAL *gy, REAL *gu, REAL *gdt, REAL *gA, REAL *gB, REAL *gC,
-                       long B, long D, long L, long N, long K, long P, int threads) {
-    SUF(job) j = {.u = u, .dt = dt, .A = A, .Bm = Bm, .Cm = Cm, .ckpt = ckpt, .gy = gy, .gu = gu, .gdt = gdt,
-                  .gA = gA, .gB = gB, .gC = gC, .B = B, .D = D, .L = L, .N = N, .K = K, .P = P};
+                       const REAL *Dv, const REAL *ckpt, const REAL *gy, REAL *gu, REAL *gdt, REAL *gA, REAL *gB,
+                       REAL *gC, REAL *gD, long B, long D, long L, long N, long K, long P, int threads) {
+    SUF(job) j = {.u = u, .dt = dt, .A = A, .Bm = Bm, .Cm = Cm, .Dv = Dv, .ckpt = ckpt, .gy = gy, .gu = gu,
+                  .gdt = gdt, .gA = gA, .gB = gB, .gC = gC, .gD = gD, .B = B, .D = D, .L = L, .N = N, .K = K,
+                  .P = P};
     SUF(run)(&j, SUF(backward_worker), threads);
 }
 

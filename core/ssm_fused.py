@@ -79,8 +79,8 @@ def _load() -> ctypes.CDLL:
             raise
         P, L_, I = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
         for suf in _TYPES.values():
-            getattr(lib, f"ssm_forward_{suf}").argtypes = [P] * 7 + [L_] * 5 + [I]
-            getattr(lib, f"ssm_backward_{suf}").argtypes = [P] * 12 + [L_] * 6 + [I]
+            getattr(lib, f"ssm_forward_{suf}").argtypes = [P] * 8 + [L_] * 5 + [I]
+            getattr(lib, f"ssm_backward_{suf}").argtypes = [P] * 14 + [L_] * 6 + [I]
             for peak in ("peak_exp", "peak_fma"):
                 fn = getattr(lib, f"{peak}_{suf}")
                 fn.argtypes, fn.restype = [L_], ctypes.c_float if suf == "f32" else ctypes.c_double
@@ -110,36 +110,39 @@ def _suffix(t: torch.Tensor) -> str:
 
 
 class FusedSelectiveScan(torch.autograd.Function):
-    """y[B, D, L] from u, delta [B, D, L] (delta positive), A [D, N], B, C [B, N, L]: as
-    :class:`core.ssm.SelectiveScan`, in O(inputs) memory."""
+    """y[B, D, L] = scan + D u from u, delta [B, D, L] (delta positive), A [D, N], B, C [B, N, L], D [D] or None:
+    as :class:`core.ssm.SelectiveScan` plus the skip term, in O(inputs) memory."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C):
+    def forward(ctx, u, delta, A, B, C, D=None):
         lib, suf = _load(), _suffix(u)
         u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
         Bt, Ct = B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()  # [B, L, N]
+        Dv = u.new_zeros(u.shape[1]) if D is None else D.contiguous()
         b, d, L = u.shape
         n = A.shape[1]
         y = u.new_empty(b, d, L)
         ckpt = u.new_empty(b, d, -(-L // CHUNK), n)
-        getattr(lib, f"ssm_forward_{suf}")(*map(_ptr, (u, delta, A, Bt, Ct, y, ckpt)), b, d, L, n, CHUNK,
+        getattr(lib, f"ssm_forward_{suf}")(*map(_ptr, (u, delta, A, Bt, Ct, Dv, y, ckpt)), b, d, L, n, CHUNK,
                                            torch.get_num_threads())
-        ctx.save_for_backward(u, delta, A, Bt, Ct, ckpt)
+        ctx.save_for_backward(u, delta, A, Bt, Ct, Dv, ckpt)
+        ctx.has_d = D is not None
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        u, delta, A, Bt, Ct, ckpt = ctx.saved_tensors
+        u, delta, A, Bt, Ct, Dv, ckpt = ctx.saved_tensors
         lib, suf = _load(), _suffix(u)
         b, d, L = u.shape
         n, threads = A.shape[1], torch.get_num_threads()
         parts = max(1, min(-(-d // BLOCK), -(-2 * threads // b)))  # gB / gC slices: tasks enough for the threads
         gy = gy.contiguous()
-        gu, gdt, gA = torch.empty_like(u), torch.empty_like(u), u.new_empty(b, d, n)
+        gu, gdt, gA, gD = torch.empty_like(u), torch.empty_like(u), u.new_empty(b, d, n), u.new_empty(b, d)
         gB, gC = u.new_zeros(b, parts, L, n), u.new_zeros(b, parts, L, n)
-        getattr(lib, f"ssm_backward_{suf}")(*map(_ptr, (u, delta, A, Bt, Ct, ckpt, gy, gu, gdt, gA, gB, gC)),
-                                            b, d, L, n, CHUNK, parts, threads)
-        return gu, gdt, gA.sum(0), gB.sum(1).transpose(1, 2), gC.sum(1).transpose(1, 2)
+        getattr(lib, f"ssm_backward_{suf}")(*map(_ptr, (u, delta, A, Bt, Ct, Dv, ckpt, gy, gu, gdt, gA, gB, gC,
+                                                        gD)), b, d, L, n, CHUNK, parts, threads)
+        return (gu, gdt, gA.sum(0), gB.sum(1).transpose(1, 2), gC.sum(1).transpose(1, 2),
+                gD.sum(0) if ctx.has_d else None)
 
 
 def peak_rates(seconds: float = 0.3) -> dict[str, float]:

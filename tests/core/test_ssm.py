@@ -99,7 +99,7 @@ def test_fused_path_passes_gradcheck_in_float64():
 
     kw = {k: v.detach().double().requires_grad_() for k, v in _inputs(70, 2, 3, 2, seed=5).items()}
     delta = torch.nn.functional.softplus(kw["delta"].detach()).requires_grad_()
-    assert torch.autograd.gradcheck(FusedSelectiveScan.apply, (kw["u"], delta, kw["A"], kw["B"], kw["C"]))
+    assert torch.autograd.gradcheck(FusedSelectiveScan.apply, (kw["u"], delta, kw["A"], kw["B"], kw["C"], kw["D"]))
 
 
 def test_fused_mode_says_why_it_cannot_run():

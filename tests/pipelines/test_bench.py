@@ -111,14 +111,20 @@ def test_ssm_bench_quick_checks_ours_equals_mambapy_then_times_both_paths(bench_
     assert res.returncode == 0, res.stderr[-2000:]
     rows = [[c.strip() for c in ln.split("|")[1:-1]] for ln in res.stdout.splitlines() if ln.startswith("| ")]
     scan = [r for r in rows if r[0].isdigit()]
-    assert [r[0] for r in scan] == ["11", "64"] and all(r[5] == "sequential" for r in scan), scan
-    assert all(float(r[-1]) <= 1 for r in scan), scan  # ours (both paths) = mambapy within tolerance, y and grads
-    assert all(float(x) > 0 for r in scan for x in r[1:5]), scan  # all four implementations timed
+    assert [r[0] for r in scan] == ["11", "64"] and all(r[6] == "fused" for r in scan), scan  # auto: fused
+    assert all(float(r[-1]) <= 1 for r in scan), scan  # ours (all paths) = mambapy within tolerance, y and grads
+    assert all(float(x) > 0 for r in scan for x in r[1:6]), scan  # all five implementations timed
+    assert all(float(r[7]) > 0 and float(r[8]) > 0 for r in scan), scan  # a bound, and how far the fused path is
+    fused_mb, pure_mb = (float(x) for x in scan[1][11].split(" / ")[:2])
+    assert fused_mb < pure_mb, scan  # no [B, L, D, N] tensor kept
     train = next(r for r in rows if r[0] == "train_step")
     assert float(train[1]) > 0 and float(train[2]) > 0, train
+    lm = {r[0]: r for r in rows if r[0] in ("fused", "pure (sequential)")}
+    assert float(lm["fused"][1]) > 0 and float(lm["pure (sequential)"][1]) > 0, lm  # the char-LM trained on both
     c = MlflowClient(tracking.tracking_uri())
     (r,) = c.search_runs([c.get_experiment_by_name("bench").experiment_id])
-    assert {"bench_ssm_scan.md", "bench_ssm_model.md"} == {a.path for a in c.list_artifacts(r.info.run_id)}
+    assert {"bench_ssm_scan.md", "bench_ssm_model.md", "bench_ssm_charlm.md"} == {
+        a.path for a in c.list_artifacts(r.info.run_id)}
 
 
 def test_ssm_bench_refuses_to_time_a_scan_that_differs_from_mambapy(bench_cli, monkeypatch):

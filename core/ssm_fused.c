@@ -6,7 +6,8 @@
  * chunk's states from its checkpoint, runs the adjoint recurrence g_t = C_t gy_t + dA_{t+1} g_{t+1} through them,
  * and adds a block's B and C gradients of a step once (a task owns one gB / gC slice).
  *
- * y_t = <h_t, C_t> + D u_t (the skip term fused too). Layouts (contiguous): u, dt, y, gu, gdt [B, D, L];
+ * y_t = <h_t, C_t> + D u_t (the skip term fused too). Layouts: u, dt, gy [B, D, L] with any element strides
+ * (strides: u's, dt's, gy's (b, d, t); y and gu take u's, gdt dt's), the rest contiguous:
  * A [D, N]; Bm, Cm [B, L, N]; Dv [D]; ckpt [B, D, NC, N]; gA [B, D, N]; gD [B, D]; gB, gC [B, P, L, N] (one
  * slice per part p of the channel blocks, summed by the caller).
  * The file is compiled twice, REAL = float (suffix _f32) and REAL = double (_f64).
@@ -26,11 +27,13 @@ typedef struct {
     const REAL *u, *dt, *A, *Bm, *Cm, *Dv, *gy;
     REAL *y, *ckpt, *gu, *gdt, *gA, *gB, *gC, *gD;
     long B, D, L, N, K, P;
+    long su[3], sdt[3], sgy[3];  /* element strides (b, d, t) of u (and y, gu), dt (and gdt), gy */
     long next;  /* the next task (guarded by lock) */
     pthread_mutex_t lock;
 } SUF(job);
 
 #define CB 8  /* channels of a block: their states and one step's B_t, C_t stay in L1 together */
+#define AT(s, b, d, t) ((b) * (s)[0] + (d) * (s)[1] + (t) * (s)[2])
 
 static long SUF(take)(SUF(job) *j) {
     pthread_mutex_lock(&j->lock);
@@ -48,7 +51,8 @@ static void SUF(forward_block)(SUF(job) *j, long b, long d0, long d1, REAL *h) {
         const REAL *Bt = Bb + t * N, *Ct = Cb + t * N;
         for (long c = 0; c < nb; c++) {
             const long bd = base + c;
-            const REAL *a = j->A + (d0 + c) * N, del = j->dt[bd * L + t], du = del * j->u[bd * L + t];
+            const long d = d0 + c, iu = AT(j->su, b, d, t);
+            const REAL *a = j->A + d * N, del = j->dt[AT(j->sdt, b, d, t)], ut = j->u[iu], du = del * ut;
             REAL *hc = h + c * N, acc = 0;
             if (t % K == 0) memcpy(j->ckpt + (bd * NC + t / K) * N, hc, N * sizeof(REAL));
 #pragma omp simd reduction(+ : acc)
@@ -57,7 +61,7 @@ static void SUF(forward_block)(SUF(job) *j, long b, long d0, long d1, REAL *h) {
                 hc[n] = hn;
                 acc += hn * Ct[n];
             }
-            j->y[bd * L + t] = acc + j->Dv[d0 + c] * j->u[bd * L + t];
+            j->y[iu] = acc + j->Dv[d] * ut;
         }
     }
 }
@@ -79,8 +83,8 @@ static void SUF(backward_block)(SUF(job) *j, long b, long p, long d0, long d1, R
         for (long t = t0; t < t1; t++) {  /* the chunk's states again, from its checkpoint */
             const REAL *Bt = Bb + t * N;
             for (long c = 0; c < nb; c++) {
-                const long bd = base + c;
-                const REAL *a = j->A + (d0 + c) * N, del = j->dt[bd * L + t], du = del * j->u[bd * L + t];
+                const long d = d0 + c;
+                const REAL *a = j->A + d * N, del = j->dt[AT(j->sdt, b, d, t)], du = del * j->u[AT(j->su, b, d, t)];
                 REAL *hc = h + c * N, *ho = hs + ((t - t0) * CB + c) * N, *da = das + ((t - t0) * CB + c) * N;
 #pragma omp simd
                 for (long n = 0; n < N; n++) {
@@ -94,9 +98,9 @@ static void SUF(backward_block)(SUF(job) *j, long b, long p, long d0, long d1, R
             const REAL *Bt = Bb + t * N, *Ct = Cb + t * N;
             memset(gBt_, 0, 2 * N * sizeof(REAL));
             for (long c = 0; c < nb; c++) {
-                const long bd = base + c;
-                const REAL *a = j->A + (d0 + c) * N, del = j->dt[bd * L + t], ut = j->u[bd * L + t], du = del * ut;
-                const REAL g_y = j->gy[bd * L + t];
+                const long bd = base + c, d = d0 + c, iu = AT(j->su, b, d, t), idt = AT(j->sdt, b, d, t);
+                const REAL *a = j->A + d * N, del = j->dt[idt], ut = j->u[iu], du = del * ut;
+                const REAL g_y = j->gy[AT(j->sgy, b, d, t)];
                 const REAL *da = das + ((t - t0) * CB + c) * N, *ht = hs + ((t - t0) * CB + c) * N;
                 const REAL *hp = t > t0 ? hs + ((t - t0 - 1) * CB + c) * N : h0 + c * N;  /* h_{t-1} */
                 REAL *cr = carry + c * N, *gAc = gA + c * N, sa = 0, sgb = 0;
@@ -111,8 +115,8 @@ static void SUF(backward_block)(SUF(job) *j, long b, long p, long d0, long d1, R
                     gCt_[n] += g_y * ht[n];
                     cr[n] = da[n] * g;
                 }
-                j->gdt[bd * L + t] = sa + ut * sgb;
-                j->gu[bd * L + t] = del * sgb + j->Dv[d0 + c] * g_y;
+                j->gdt[idt] = sa + ut * sgb;
+                j->gu[iu] = del * sgb + j->Dv[d] * g_y;
                 j->gD[bd] += g_y * ut;
             }
             REAL *gBt = gB + t * N, *gCt = gC + t * N;
@@ -163,19 +167,26 @@ static void SUF(run)(SUF(job) *j, void *(*worker)(void *), int threads) {
 }
 
 void SUF(ssm_forward)(const REAL *u, const REAL *dt, const REAL *A, const REAL *Bm, const REAL *Cm, const REAL *Dv,
-                      REAL *y, REAL *ckpt, long B, long D, long L, long N, long K, int threads) {
+                      REAL *y, REAL *ckpt, const long *strides, long B, long D, long L, long N, long K,
+                      int threads) {
     SUF(job) j = {.u = u, .dt = dt, .A = A, .Bm = Bm, .Cm = Cm, .Dv = Dv, .y = y, .ckpt = ckpt,
                   .B = B, .D = D, .L = L, .N = N, .K = K, .P = 1};
+    memcpy(j.su, strides, 3 * sizeof(long));
+    memcpy(j.sdt, strides + 3, 3 * sizeof(long));
     SUF(run)(&j, SUF(forward_worker), threads);
 }
 
 /* gB and gC must come zeroed; every other output is written whole. */
 void SUF(ssm_backward)(const REAL *u, const REAL *dt, const REAL *A, const REAL *Bm, const REAL *Cm,
                        const REAL *Dv, const REAL *ckpt, const REAL *gy, REAL *gu, REAL *gdt, REAL *gA, REAL *gB,
-                       REAL *gC, REAL *gD, long B, long D, long L, long N, long K, long P, int threads) {
+                       REAL *gC, REAL *gD, const long *strides, long B, long D, long L, long N, long K, long P,
+                       int threads) {
     SUF(job) j = {.u = u, .dt = dt, .A = A, .Bm = Bm, .Cm = Cm, .Dv = Dv, .ckpt = ckpt, .gy = gy, .gu = gu,
                   .gdt = gdt, .gA = gA, .gB = gB, .gC = gC, .gD = gD, .B = B, .D = D, .L = L, .N = N, .K = K,
                   .P = P};
+    memcpy(j.su, strides, 3 * sizeof(long));
+    memcpy(j.sdt, strides + 3, 3 * sizeof(long));
+    memcpy(j.sgy, strides + 6, 3 * sizeof(long));
     SUF(run)(&j, SUF(backward_worker), threads);
 }
 

@@ -79,8 +79,8 @@ def _load() -> ctypes.CDLL:
             raise
         P, L_, I = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
         for suf in _TYPES.values():
-            getattr(lib, f"ssm_forward_{suf}").argtypes = [P] * 8 + [L_] * 5 + [I]
-            getattr(lib, f"ssm_backward_{suf}").argtypes = [P] * 14 + [L_] * 6 + [I]
+            getattr(lib, f"ssm_forward_{suf}").argtypes = [P] * 9 + [L_] * 5 + [I]
+            getattr(lib, f"ssm_backward_{suf}").argtypes = [P] * 15 + [L_] * 6 + [I]
             for peak in ("peak_exp", "peak_fma"):
                 fn = getattr(lib, f"{peak}_{suf}")
                 fn.argtypes, fn.restype = [L_], ctypes.c_float if suf == "f32" else ctypes.c_double
@@ -103,6 +103,25 @@ def _ptr(t: torch.Tensor) -> int:
     return t.data_ptr()
 
 
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself if its elements tile its memory in some dimension order (a transposed view does), else a
+    contiguous copy: the kernel reads and writes [B, D, L] through strides, so [B, L, D] inputs need no copy."""
+    expected = 1
+    for stride, size in sorted((st, sz) for st, sz in zip(t.stride(), t.shape) if sz > 1):
+        if stride != expected:
+            return t.contiguous()
+        expected *= size
+    return t
+
+
+def _like(t: torch.Tensor) -> torch.Tensor:
+    return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype)
+
+
+def _strides(*ts: torch.Tensor) -> torch.Tensor:
+    return torch.tensor([s for t in ts for s in t.stride()], dtype=torch.long)
+
+
 def _suffix(t: torch.Tensor) -> str:
     if t.dtype not in _TYPES or t.device.type != "cpu":
         raise TypeError(f"the fused scan runs on CPU float32 / float64 tensors, got {t.dtype} on {t.device}")
@@ -116,15 +135,16 @@ class FusedSelectiveScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D=None):
         lib, suf = _load(), _suffix(u)
-        u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
+        u, delta, A = _dense(u), _dense(delta), A.contiguous()
         Bt, Ct = B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()  # [B, L, N]
         Dv = u.new_zeros(u.shape[1]) if D is None else D.contiguous()
         b, d, L = u.shape
         n = A.shape[1]
-        y = u.new_empty(b, d, L)
+        y = _like(u)
         ckpt = u.new_empty(b, d, -(-L // CHUNK), n)
-        getattr(lib, f"ssm_forward_{suf}")(*map(_ptr, (u, delta, A, Bt, Ct, Dv, y, ckpt)), b, d, L, n, CHUNK,
-                                           torch.get_num_threads())
+        strides = _strides(u, delta)
+        getattr(lib, f"ssm_forward_{suf}")(*map(_ptr, (u, delta, A, Bt, Ct, Dv, y, ckpt, strides)), b, d, L, n,
+                                           CHUNK, torch.get_num_threads())
         ctx.save_for_backward(u, delta, A, Bt, Ct, Dv, ckpt)
         ctx.has_d = D is not None
         return y
@@ -136,11 +156,12 @@ class FusedSelectiveScan(torch.autograd.Function):
         b, d, L = u.shape
         n, threads = A.shape[1], torch.get_num_threads()
         parts = max(1, min(-(-d // BLOCK), -(-2 * threads // b)))  # gB / gC slices: tasks enough for the threads
-        gy = gy.contiguous()
-        gu, gdt, gA, gD = torch.empty_like(u), torch.empty_like(u), u.new_empty(b, d, n), u.new_empty(b, d)
+        gy = gy if gy.dtype == u.dtype else gy.to(u.dtype)  # read through its strides (an expanded one too)
+        gu, gdt, gA, gD = _like(u), _like(delta), u.new_empty(b, d, n), u.new_empty(b, d)
         gB, gC = u.new_zeros(b, parts, L, n), u.new_zeros(b, parts, L, n)
+        strides = _strides(u, delta, gy)
         getattr(lib, f"ssm_backward_{suf}")(*map(_ptr, (u, delta, A, Bt, Ct, Dv, ckpt, gy, gu, gdt, gA, gB, gC,
-                                                        gD)), b, d, L, n, CHUNK, parts, threads)
+                                                        gD, strides)), b, d, L, n, CHUNK, parts, threads)
         return (gu, gdt, gA.sum(0), gB.sum(1).transpose(1, 2), gC.sum(1).transpose(1, 2),
                 gD.sum(0) if ctx.has_d else None)
 

@@ -43,8 +43,9 @@ static long SUF(take)(SUF(job) *j) {
 }
 
 /* Channels [d0, d1) of batch b, forward: h [CB * N] scratch. */
-static void SUF(forward_block)(SUF(job) *j, long b, long d0, long d1, REAL *h) {
-    const long L = j->L, N = j->N, K = j->K, NC = (L + K - 1) / K, nb = d1 - d0, base = b * j->D + d0;
+static inline __attribute__((always_inline)) void SUF(forward_block)(SUF(job) *j, long b, long d0, long d1,
+                                                                      REAL *h, const long N) {
+    const long L = j->L, K = j->K, NC = (L + K - 1) / K, nb = d1 - d0, base = b * j->D + d0;
     const REAL *Bb = j->Bm + b * L * N, *Cb = j->Cm + b * L * N;
     memset(h, 0, nb * N * sizeof(REAL));
     for (long t = 0; t < L; t++) {
@@ -67,8 +68,9 @@ static void SUF(forward_block)(SUF(job) *j, long b, long d0, long d1, REAL *h) {
 }
 
 /* Channels [d0, d1) of batch b, backward, into the gB / gC slice ``p``. work: 2 K CB N + 4 CB N + 2 N. */
-static void SUF(backward_block)(SUF(job) *j, long b, long p, long d0, long d1, REAL *work) {
-    const long L = j->L, N = j->N, K = j->K, NC = (L + K - 1) / K, nb = d1 - d0, base = b * j->D + d0;
+static inline __attribute__((always_inline)) void SUF(backward_block)(SUF(job) *j, long b, long p, long d0,
+                                                                       long d1, REAL *work, const long N) {
+    const long L = j->L, K = j->K, NC = (L + K - 1) / K, nb = d1 - d0, base = b * j->D + d0;
     const REAL *Bb = j->Bm + b * L * N, *Cb = j->Cm + b * L * N;
     REAL *gB = j->gB + (b * j->P + p) * L * N, *gC = j->gC + (b * j->P + p) * L * N;
     REAL *hs = work, *das = hs + K * CB * N, *carry = das + K * CB * N, *gA = carry + CB * N, *h = gA + CB * N;
@@ -136,7 +138,10 @@ static void *SUF(forward_worker)(void *arg) {
     const long blocks = (j->D + CB - 1) / CB;
     for (long t; (t = SUF(take)(j)) < j->B * blocks;) {
         const long b = t / blocks, d0 = (t % blocks) * CB, d1 = d0 + CB < j->D ? d0 + CB : j->D;
-        SUF(forward_block)(j, b, d0, d1, h);
+        if (j->N == 16)  /* Mamba's usual state size: a copy of the loops with N known, fully unrolled */
+            SUF(forward_block)(j, b, d0, d1, h, 16);
+        else
+            SUF(forward_block)(j, b, d0, d1, h, j->N);
     }
     free(h);
     return NULL;
@@ -149,7 +154,13 @@ static void *SUF(backward_worker)(void *arg) {
     for (long t; (t = SUF(take)(j)) < j->B * j->P;) {
         const long b = t / j->P, p = t % j->P;
         for (long k = p * per; k < (p + 1) * per && k < blocks; k++)
-            SUF(backward_block)(j, b, p, k * CB, (k + 1) * CB < j->D ? (k + 1) * CB : j->D, work);
+        {
+            const long d1 = (k + 1) * CB < j->D ? (k + 1) * CB : j->D;
+            if (j->N == 16)
+                SUF(backward_block)(j, b, p, k * CB, d1, work, 16);
+            else
+                SUF(backward_block)(j, b, p, k * CB, d1, work, j->N);
+        }
     }
     free(work);
     return NULL;

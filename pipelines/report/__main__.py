@@ -3,7 +3,8 @@
 - ``docs/results/<area>.md``: for every benchmark area (``python -m pipelines.bench <area>``) and each of its
   sections, the table of the newest finished, non-quick bench run that has it, headed by the command, run id,
   commit, code hash, threads and date that made it. An area with no such run keeps its file if it has one (a fresh
-  clone has no runs), else gets a file saying which command makes it.
+  clone has no runs), else gets a file saying which command makes it; a section no run in this store has keeps
+  its block as it was.
 - ``docs/results/img/<app>_<figure>.png`` and the README's table of apps: from the newest run of each app's default
   job (``python -m pipelines.<app>`` with its default options).
 - ``--html DIR``: ``DIR/index.html``, one self-contained page (images embedded) with every app's headline,
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         path = out / f"{area}.md"
         tables[area] = found = bench_tables(client, area)
         if found:
-            path.write_text(results.area_file(area, found))
+            path.write_text(results.area_file(area, found, path.read_text() if path.exists() else ""))
             print(f"{path}: {len(found)} section(s) ({', '.join(t.section for t in found)})")
         elif path.exists():
             print(f"{path}: kept (no complete bench {area} run in {tracking.tracking_uri()})")

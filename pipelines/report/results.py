@@ -45,10 +45,21 @@ def headline(app: str, m: dict, cfg_params: dict) -> str:
     raise KeyError(app)
 
 
-def area_file(area: str, found: list[Table]) -> str:
+def file_sections(text: str) -> dict[str, str]:
+    """A generated area file -> section name -> its block (from its ``## name`` line to the next one), in order."""
+    blocks = re.split(r"^(?=## )", text, flags=re.M)[1:]
+    return {b.splitlines()[0][3:].strip(): b.rstrip("\n") + "\n" for b in blocks}
+
+
+def area_file(area: str, found: list[Table], old: str = "") -> str:
+    """The area's file: each section of ``found`` (the newest complete runs); a section of ``old`` (the file as it
+    stands) that no run in this store has is kept as it was, with the command and run that made it."""
+    new = {t.section: "\n".join([f"## {t.section}", "", t.provenance(), "", t.text, ""]) for t in found}
+    kept = file_sections(old)
+    order = list(kept) + [s for s in new if s not in kept]
     parts = [HEADER, f"# {area} benchmark results", ""]
-    for t in found:
-        parts += [f"## {t.section}", "", t.provenance(), "", t.text, ""]
+    for name in order:
+        parts.append(new.get(name) or kept[name])
     return "\n".join(parts)
 
 

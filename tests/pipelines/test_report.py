@@ -106,3 +106,20 @@ def test_the_readme_table_keeps_the_row_of_an_app_without_a_run_in_this_store():
     assert "test accuracy 81.7 % (Kipf & Welling 81.5 %) | [g](g) |" in table  # kept as it was
     assert "forecast `33333333`" in table and "graph `22222222`" in table and "11111111" not in table
     assert "run `python -m pipelines.ais`, then" in table  # never had a row: says how to make one
+
+
+def test_an_area_file_keeps_the_sections_this_store_has_no_run_for():
+    """A store holding a new run of one section (captures) rewrites that block and keeps the others (folds, labels)
+    with the commands and runs that made them."""
+    from pipelines.report import results
+    from pipelines.report.sources import Table
+
+    old = results.area_file("traffic", [Table("traffic", s, f"| {s} table |", f"run{s}", {}) for s in
+                                        ("folds", "captures", "labels")])
+    new = results.area_file("traffic", [Table("traffic", "captures", "| new captures |", "runnew", {}),
+                                        Table("traffic", "leaky", "| leaky |", "runleaky", {})], old)
+    sections = results.file_sections(new)
+    assert list(sections) == ["folds", "captures", "labels", "leaky"]
+    assert "| folds table |" in sections["folds"] and "`runfolds`" in sections["folds"]
+    assert "| new captures |" in sections["captures"] and "| captures table |" not in new
+    assert new.count("# traffic benchmark results") == 1

@@ -19,6 +19,7 @@ Nobody edits these files by hand: rerun the job or the bench, then this.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -60,6 +61,14 @@ def forecast_by_horizon(client: MlflowClient, tables: list) -> list[tuple[str, P
     return out
 
 
+def bench_sections(area: str) -> tuple:
+    """The sections of ``python -m pipelines.bench <area>`` in the order it runs them (() if it cannot say)."""
+    try:
+        return tuple(importlib.import_module(f"pipelines.bench.{area}").SECTIONS)
+    except (ImportError, AttributeError):
+        return ()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipelines.report", description=__doc__.splitlines()[0])
     ap.add_argument("--areas", nargs="+", default=list(AREAS), choices=list(AREAS))
@@ -77,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         path = out / f"{area}.md"
         tables[area] = found = bench_tables(client, area)
         if found:
-            path.write_text(results.area_file(area, found, path.read_text() if path.exists() else ""))
+            path.write_text(results.area_file(area, found, path.read_text() if path.exists() else "",
+                                              bench_sections(area)))
             print(f"{path}: {len(found)} section(s) ({', '.join(t.section for t in found)})")
         elif path.exists():
             print(f"{path}: kept (no complete bench {area} run in {tracking.tracking_uri()})")

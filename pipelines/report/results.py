@@ -51,12 +51,14 @@ def file_sections(text: str) -> dict[str, str]:
     return {b.splitlines()[0][3:].strip(): b.rstrip("\n") + "\n" for b in blocks}
 
 
-def area_file(area: str, found: list[Table], old: str = "") -> str:
+def area_file(area: str, found: list[Table], old: str = "", sections: tuple = ()) -> str:
     """The area's file: each section of ``found`` (the newest complete runs); a section of ``old`` (the file as it
-    stands) that no run in this store has is kept as it was, with the command and run that made it."""
+    stands) that no run in this store has is kept as it was, with the command and run that made it. Sections in
+    the bench's own order (``sections``), then any other."""
     new = {t.section: "\n".join([f"## {t.section}", "", t.provenance(), "", t.text, ""]) for t in found}
     kept = file_sections(old)
-    order = list(kept) + [s for s in new if s not in kept]
+    names = list(kept) + [s for s in new if s not in kept]
+    order = [s for s in sections if s in names] + [s for s in names if s not in sections]
     parts = [HEADER, f"# {area} benchmark results", ""]
     for name in order:
         parts.append(new.get(name) or kept[name])

@@ -123,3 +123,6 @@ def test_an_area_file_keeps_the_sections_this_store_has_no_run_for():
     assert "| folds table |" in sections["folds"] and "`runfolds`" in sections["folds"]
     assert "| new captures |" in sections["captures"] and "| captures table |" not in new
     assert new.count("# traffic benchmark results") == 1
+    ordered = results.area_file("traffic", [Table("traffic", "leaky", "| leaky |", "r", {})], old,
+                                ("folds", "leaky", "labels", "captures"))
+    assert list(results.file_sections(ordered)) == ["folds", "leaky", "labels", "captures"]  # the bench's order

@@ -77,6 +77,7 @@ class HFText:
         if clash:
             raise DataError(f"{self.path}: the tokenizer starts different answers with one token: {clash}")
         self.answer_ids, self.answers = ids, sorted(by_id)
+        self._words = {i: ws[0] for i, ws in by_id.items()}
 
     def __len__(self) -> int:
         return len(self.tok)
@@ -93,7 +94,7 @@ class HFText:
         return self.answer_ids[word]
 
     def word(self, i: int) -> str:
-        return next((w for w, j in self.answer_ids.items() if j == i), self.tok.decode([i]).strip())
+        return self._words.get(i) or self.tok.decode([i]).strip()
 
 
 @dataclass
@@ -216,11 +217,6 @@ class HFAudioLM(AudioSources):
 
     def embed_words(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lm.get_input_embeddings()(ids)
-
-    def connector_parameters(self):
-        for m in (self.connectors, self.summaries, self.lal):
-            yield from m.parameters()
-        yield self.kind
 
     def set_stage(self, stage: int) -> None:
         """The LM stays frozen in every stage; its norms train in stage 2 with ``train_norms``."""

@@ -162,6 +162,14 @@ class AudioSources(nn.Module):
     def embed_words(self, ids: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def connector_parameters(self):
+        """What trains while the LM is frozen: connectors, summaries, per-layer LAL projections, gated
+        cross-attention (where the model has them), type embeddings."""
+        for name in ("connectors", "summaries", "lal", "xattn"):
+            if hasattr(self, name):
+                yield from getattr(self, name).parameters()
+        yield self.kind
+
     def set_feature_stats(self, stats: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Encoder name -> (mean, std) of its features on the training split (``AudioQA.feature_stats()``)."""
         for mods in (self.connectors, self.summaries):
@@ -250,12 +258,6 @@ class AudioLM(AudioSources):
                                    if integration == "xattn" else {})
 
     # which parameters each training stage updates
-    def connector_parameters(self):
-        """Stage 1 (LM frozen): connectors, per-layer LAL projections, gated cross-attention, type embeddings."""
-        for m in (self.connectors, self.summaries, self.lal, self.xattn):
-            yield from m.parameters()
-        yield self.kind
-
     def embed_words(self, ids: torch.Tensor) -> torch.Tensor:
         return self.embed(ids)
 

@@ -89,10 +89,15 @@ def _f1(runs: list[dict], key: str = "macro_f1") -> str:
     return mean_std([r[key] for r in runs], 3)
 
 
+def _gain(x: list[dict], y: list[dict], key: str = "macro_f1") -> list[float]:
+    """x - y per fold (each fold the mean of its seeds)."""
+    return [p[key] - q[key] for p, q in zip(x, y)]
+
+
 def _paired(res: dict[str, list[dict]], a_name: str, b_name: str, key: str = "macro_f1") -> str:
     """a - b per fold (each fold the mean of its seeds: a fold's seeds share its test flows, so the fold is the
     unit), mean and 95 % t interval over folds, and what the interval says."""
-    return paired_cell([x[key] - y[key] for x, y in zip(res[a_name], res[b_name])])
+    return paired_cell(_gain(res[a_name], res[b_name], key))
 
 
 def folds(a) -> str:
@@ -102,11 +107,6 @@ def folds(a) -> str:
     pairs = markdown(["paired comparison (macro-F1)", "mean difference [95 % CI] over folds"],
                      [[f"{x} - {y}", _paired(res, x, y)] for x, y in ((PRE, SCRATCH), (PRE, GBM), (SCRATCH, GBM))])
     return table + "\n\n" + pairs + _note(a)
-
-
-def _gain(x: list[dict], y: list[dict], key: str = "macro_f1") -> list[float]:
-    """x - y per fold (each fold the mean of its seeds)."""
-    return [p[key] - q[key] for p, q in zip(x, y)]
 
 
 def _control(a, variants: dict[str, dict[str, list[dict]]], base: str) -> str:

@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 
 CHUNK = 64  # steps between stored states
-BLOCK = 8  # channels a task advances together (CB in the C file)
 SOURCE = Path(__file__).with_name("ssm_fused.c")
 FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-fPIC", "-shared", "-pthread"]
 _TYPES = {torch.float32: "f32", torch.float64: "f64"}
@@ -36,8 +35,8 @@ _error: str | None = None
 def _wrapper() -> str:
     """Both precisions in one library: the kernel file included twice."""
     parts = []
-    for real, suf, exp in (("float", "f32", "expf"), ("double", "f64", "exp")):
-        parts.append(f"#define REAL {real}\n#define SUF(name) name##_{suf}\n#define EXP {exp}\n"
+    for real, suf, exp, extra in (("float", "f32", "expf", "#define POLY_EXP 1\n"), ("double", "f64", "exp", "")):
+        parts.append(f"#define REAL {real}\n#define SUF(name) name##_{suf}\n#define EXP {exp}\n{extra}"
                      f'#include "{SOURCE.name}"\n#undef REAL\n#undef SUF\n#undef EXP\n')
     return "".join(parts)
 
@@ -81,6 +80,7 @@ def _load() -> ctypes.CDLL:
         for suf in _TYPES.values():
             getattr(lib, f"ssm_forward_{suf}").argtypes = [P] * 9 + [L_] * 5 + [I]
             getattr(lib, f"ssm_backward_{suf}").argtypes = [P] * 15 + [L_] * 6 + [I]
+            getattr(lib, f"vector_width_{suf}").restype = L_
             for peak in ("peak_exp", "peak_fma"):
                 fn = getattr(lib, f"{peak}_{suf}")
                 fn.argtypes, fn.restype = [L_], ctypes.c_float if suf == "f32" else ctypes.c_double
@@ -97,6 +97,11 @@ def available() -> tuple[bool, str]:
         return True, ""
     except (RuntimeError, OSError) as e:
         return False, str(e)
+
+
+def vector_width(dtype: torch.dtype = torch.float32) -> int:
+    """Channels per vector (the lanes a task advances together): 16 float32 with AVX-512, 8 with AVX2."""
+    return getattr(_load(), f"vector_width_{_TYPES[dtype]}")()
 
 
 def _ptr(t: torch.Tensor) -> int:
@@ -141,7 +146,7 @@ class FusedSelectiveScan(torch.autograd.Function):
         b, d, L = u.shape
         n = A.shape[1]
         y = _like(u)
-        ckpt = u.new_empty(b, d, -(-L // CHUNK), n)
+        ckpt = u.new_empty(b, -(-d // vector_width(u.dtype)), -(-L // CHUNK), n, vector_width(u.dtype))
         strides = _strides(u, delta)
         getattr(lib, f"ssm_forward_{suf}")(*map(_ptr, (u, delta, A, Bt, Ct, Dv, y, ckpt, strides)), b, d, L, n,
                                            CHUNK, torch.get_num_threads())
@@ -155,7 +160,7 @@ class FusedSelectiveScan(torch.autograd.Function):
         lib, suf = _load(), _suffix(u)
         b, d, L = u.shape
         n, threads = A.shape[1], torch.get_num_threads()
-        parts = max(1, min(-(-d // BLOCK), -(-2 * threads // b)))  # gB / gC slices: tasks enough for the threads
+        parts = max(1, min(-(-d // vector_width(u.dtype)), -(-2 * threads // b)))  # gB / gC slices: tasks enough for the threads
         gy = gy if gy.dtype == u.dtype else gy.to(u.dtype)  # read through its strides (an expanded one too)
         gu, gdt, gA, gD = _like(u), _like(delta), u.new_empty(b, d, n), u.new_empty(b, d)
         gB, gC = u.new_zeros(b, parts, L, n), u.new_zeros(b, parts, L, n)
@@ -166,23 +171,13 @@ class FusedSelectiveScan(torch.autograd.Function):
                 gD.sum(0) if ctx.has_d else None)
 
 
-def peak_rates(seconds: float = 0.3) -> dict[str, float]:
-    """This machine's register-resident float32 throughput per thread: ``exp`` and ``fma`` per second (the
-    kernel's own vectorised code, one thread)."""
-    import time
-
-    lib, out = _load(), {}
-    for name in ("exp", "fma"):
-        fn, iters = getattr(lib, f"peak_{name}_f32"), 1000
-        while True:
-            t = time.perf_counter()
-            fn(iters)
-            dt = time.perf_counter() - t
-            if dt > seconds:
-                break
-            iters *= 4
-        out[name] = 64 * iters / dt
-    return out
+def limit(exps: int, fmas: int) -> None:
+    """Do ``exps`` float32 exponentials and ``fmas`` multiply-adds the fastest way this machine can: the kernel's
+    own vectorised exp and FMA, register-resident, on one thread. Timed beside the kernel, it is the limit the
+    kernel's work could reach under the same machine load."""
+    lib, lanes = _load(), 8 * vector_width()
+    lib.peak_exp_f32(-(-exps // lanes))
+    lib.peak_fma_f32(-(-fmas // lanes))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ Sections (all cells in this one process, interleaved so every cell sees the same
 
   The bound: this machine's limit for the fused path's work, B·L·D·N x (2 exp + 16 vector multiply-adds) --
   forward 1 exp + 4 (discretise, update, read-out), backward 1 exp + 3 (the chunk's states again) + 9 (adjoint,
-  five gradients) -- at the exp and FMA throughput measured here by register-resident loops of the kernel's own
-  compiled code (``core.ssm_fused.peak_rates``), times the threads used. "fused / bound" is how far from it we are.
+  five gradients) -- done by register-resident loops of the kernel's own compiled exp and FMA
+  (``core.ssm_fused.limit``) and timed as one more interleaved cell, so it sees the machine load the kernel sees;
+  divided by the threads used. "fused / bound" is how far from it we are.
 
   mambapy's sequential loop grows about as L^2, so it runs up to L = 256 unless ``--sequential-max-len`` says
   more: its forward indexes ``dA[:, t]`` and ``BX[:, t]`` once per step, and the backward of each index
@@ -171,19 +172,17 @@ def scan_cells(L: int, reps: int, seq_max_len: int = 256) -> dict:
     diff = check_same(results)
     del results
     fast = {k: r for k, r in runs.items() if first[k] < SLOW_S}
+    if fused:  # the limit of the fused path's work, timed beside it
+        work = BATCH * L * D_INNER * D_STATE
+        fast["bound"] = lambda: ssm_fused.limit(EXPS * work, FMAS * work)
+        fast["bound"]()  # its warm-up (the others' was the checked run)
     ms = interleaved_ms(fast, reps, warmup=0)
     ms.update({k: first[k] * 1e3 for k in runs if k not in fast})
+    if "bound" in ms:
+        ms["bound"] /= torch.get_num_threads()
     pure = next(k for k, v in PATHS.items() if v is pick_path("auto", L, BATCH * D_INNER * D_STATE))
     return {"ms": ms, "mb": mem, "diff": diff, "auto": "fused" if fused else pure, "pure": pure,
             "once": sorted(set(runs) - set(fast))}
-
-
-def bound_ms(L: int) -> float:
-    """The fused path's work at this machine's measured exp and FMA throughput, on the threads in use."""
-    from core.ssm_fused import peak_rates
-
-    rate = peak_rates()
-    return 1e3 * BATCH * L * D_INNER * D_STATE * (EXPS / rate["exp"] + FMAS / rate["fma"]) / torch.get_num_threads()
 
 
 def scan_section(a) -> str:
@@ -195,7 +194,7 @@ def scan_section(a) -> str:
         ours, pure = f"ours_{c['auto']}", f"ours_{c['pure']}"
         fmt = lambda k: ("not run" if k not in ms  # noqa: E731
                          else f"{ms[k]:.1f}" + (" (1 run)" if k in c["once"] else ""))
-        bound = bound_ms(L) if "ours_fused" in ms else float("nan")
+        bound = ms.get("bound", float("nan"))
         rows.append([L] + [fmt(k) for k in IMPLS] + [c["auto"], f"{bound:.1f}", f"{ms.get('ours_fused', bound) / bound:.2f}",
                      f"{ms[pure] / ms[ours]:.1f}", f"{ms[ours] / ms[best]:.3f}",
                      f"{mb[ours]:.0f} / {mb[pure]:.0f} / {mb[best]:.0f}", f"{max(c['diff'].values()):.2f}"])

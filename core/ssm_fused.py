@@ -1,12 +1,12 @@
 """The fused CPU selective scan: ``core/ssm_fused.c`` compiled once per machine, called through ctypes.
 
-Forward and backward each run one pass over the inputs with the state of a channel kept in cache and exp(delta A)
-computed on the fly; only the state entering every ``CHUNK``-th step is stored, and the backward pass recomputes
+Forward and backward each run one pass over the inputs, a vector of channels at a time (lanes over channels), with
+the states kept in registers and cache and exp(delta A) computed on the fly; only the state entering every ``CHUNK``-th step is stored, and the backward pass recomputes
 a chunk's states from it (as mamba-ssm's CUDA kernel recomputes them). Memory is O(B L (D + N)) plus
 B D N L / CHUNK, against the O(B L D N) of :class:`core.ssm.SelectiveScan`. Threads: ``torch.get_num_threads()``.
 
-Build: ``gcc -O3 -march=native -ffast-math -fopenmp-simd`` (vectorised exp from glibc's libmvec, pthreads, no
-OpenMP runtime) into ``$FFN_CACHE/ssm_fused/<hash>.so``; ``python -m core.ssm_fused`` builds it ahead (the
+Build: ``gcc -O3 -march=native -ffast-math -fopenmp-simd`` (GCC vector extensions, an inline exp for float32,
+libm's for float64, pthreads, no OpenMP runtime) into ``$FFN_CACHE/ssm_fused/<hash>.so``; ``python -m core.ssm_fused`` builds it ahead (the
 README's setup does). Without a C compiler :func:`available` says why, ``mode="auto"`` keeps the pure-PyTorch
 path and ``mode="fused"`` raises.
 """

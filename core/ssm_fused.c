@@ -83,6 +83,14 @@ static inline VEC SUF(vexp)(VEC x) {
 /* out[n] += sum over the lanes of v[n], n < N: by a tree of shuffles where the vector holds 16 floats and N is
  * a multiple of 16 (v[0 .. 15] folded pairwise, half a segment onto the other, into one vector of 16 sums),
  * lane by lane otherwise. */
+static inline __attribute__((always_inline)) void SUF(add_lane_sums_each)(REAL *out, const VEC *v, const long N) {
+    for (long n = 0; n < N; n++) {
+        REAL s = 0;
+        for (long c = 0; c < VW; c++) s += v[n][c];
+        out[n] += s;
+    }
+}
+
 #if defined(POLY_EXP) && VBYTES == 64
 static inline __attribute__((always_inline)) VEC SUF(fold)(VEC a, VEC b, int w) {
     const SUF(ivec) iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
@@ -92,11 +100,7 @@ static inline __attribute__((always_inline)) VEC SUF(fold)(VEC a, VEC b, int w) 
 
 static inline __attribute__((always_inline)) void SUF(add_lane_sums)(REAL *out, const VEC *v, const long N) {
     if (N % 16) {
-        for (long n = 0; n < N; n++) {
-            REAL s = 0;
-            for (long c = 0; c < VW; c++) s += v[n][c];
-            out[n] += s;
-        }
+        SUF(add_lane_sums_each)(out, v, N);
         return;
     }
     for (long g = 0; g < N; g += 16, v += 16) {  /* pairs in bit-reversed order: lane q ends with v[q]'s sum */
@@ -114,11 +118,7 @@ static inline __attribute__((always_inline)) void SUF(add_lane_sums)(REAL *out, 
 }
 #else
 static inline __attribute__((always_inline)) void SUF(add_lane_sums)(REAL *out, const VEC *v, const long N) {
-    for (long n = 0; n < N; n++) {
-        REAL s = 0;
-        for (long c = 0; c < VW; c++) s += v[n][c];
-        out[n] += s;
-    }
+    SUF(add_lane_sums_each)(out, v, N);
 }
 #endif
 

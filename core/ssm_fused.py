@@ -1,13 +1,13 @@
 """The fused CPU selective scan: ``core/ssm_fused.c`` compiled once per machine, called through ctypes.
 
 Forward and backward each run one pass over the inputs, a vector of channels at a time (lanes over channels), with
-the states kept in registers and cache and exp(delta A) computed on the fly; only the state entering every ``CHUNK``-th step is stored, and the backward pass recomputes
-a chunk's states from it (as mamba-ssm's CUDA kernel recomputes them). Memory is O(B L (D + N)) plus
+the states kept in registers and cache and exp(delta A) computed on the fly; only the state entering every
+``CHUNK``-th step is stored, and the backward pass recomputes a chunk's states from it (as mamba-ssm's CUDA kernel recomputes them). Memory is O(B L (D + N)) plus
 B D N L / CHUNK, against the O(B L D N) of :class:`core.ssm.SelectiveScan`. Threads: ``torch.get_num_threads()``.
 
 Build: ``gcc -O3 -march=native -ffast-math -fopenmp-simd`` (GCC vector extensions, an inline exp for float32,
-libm's for float64, pthreads, no OpenMP runtime) into ``$FFN_CACHE/ssm_fused/<hash>.so``; ``python -m core.ssm_fused`` builds it ahead (the
-README's setup does). Without a C compiler :func:`available` says why, ``mode="auto"`` keeps the pure-PyTorch
+libm's for float64, pthreads, no OpenMP runtime) into ``$FFN_CACHE/ssm_fused/<hash>.so``;
+``python -m core.ssm_fused`` builds it ahead (the README's setup does). Without a C compiler :func:`available` says why, ``mode="auto"`` keeps the pure-PyTorch
 path and ``mode="fused"`` raises.
 """
 from __future__ import annotations
@@ -146,7 +146,8 @@ class FusedSelectiveScan(torch.autograd.Function):
         b, d, L = u.shape
         n = A.shape[1]
         y = _like(u)
-        ckpt = u.new_empty(b, -(-d // vector_width(u.dtype)), -(-L // CHUNK), n, vector_width(u.dtype))
+        vw = vector_width(u.dtype)
+        ckpt = u.new_empty(b, -(-d // vw), -(-L // CHUNK), n, vw)
         strides = _strides(u, delta)
         getattr(lib, f"ssm_forward_{suf}")(*map(_ptr, (u, delta, A, Bt, Ct, Dv, y, ckpt, strides)), b, d, L, n,
                                            CHUNK, torch.get_num_threads())
@@ -160,7 +161,8 @@ class FusedSelectiveScan(torch.autograd.Function):
         lib, suf = _load(), _suffix(u)
         b, d, L = u.shape
         n, threads = A.shape[1], torch.get_num_threads()
-        parts = max(1, min(-(-d // vector_width(u.dtype)), -(-2 * threads // b)))  # gB / gC slices: tasks enough for the threads
+        # gB / gC slices: tasks enough for the threads
+        parts = max(1, min(-(-d // vector_width(u.dtype)), -(-2 * threads // b)))
         gy = gy if gy.dtype == u.dtype else gy.to(u.dtype)  # read through its strides (an expanded one too)
         gu, gdt, gA, gD = _like(u), _like(delta), u.new_empty(b, d, n), u.new_empty(b, d)
         gB, gC = u.new_zeros(b, parts, L, n), u.new_zeros(b, parts, L, n)

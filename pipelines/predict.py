@@ -41,7 +41,7 @@ def read_input(path: str) -> pd.DataFrame:
         head = f.read(4)
     if head == PCAPNG_MAGIC or head in PCAP_MAGIC:
         return pd.DataFrame({"path": [path]})
-    from apps.ais.nmea import read, sniff
+    from apps.ais.ingest import read, sniff
 
     try:
         kind = sniff(p)

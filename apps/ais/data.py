@@ -38,7 +38,9 @@ from apps.ais import kalman
 from apps.ais.baselines import TURN_TAUS, base_displacement, damped_turn, dead_reckoning
 from apps.ais.clean import KNOT, clean
 from apps.ais.geodesy import to_local, to_track_frame
-from apps.ais.nmea import IngestStats, parse_columns, read
+from apps.ais.files import IngestStats
+from apps.ais.ingest import read
+from apps.ais.tabular import parse_columns
 from core.datadir import DataError, data_dir, sha256
 
 DEFAULT_LOG = "ais/dma_ais_sample_20131112.nmea.gz"

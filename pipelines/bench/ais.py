@@ -36,7 +36,7 @@ import numpy as np
 from apps.ais.clean import clean
 from apps.ais.data import resolve_paths
 from apps.ais.models import WIDE
-from apps.ais.nmea import read
+from apps.ais.ingest import read
 from pipelines.ais import AISJob
 from pipelines.outcome import Predictions
 from pipelines.bench.sections import add_common, bench_main, check_sections, job_data, parse_quick, train
@@ -289,7 +289,7 @@ from pathlib import Path
 path, who = Path(sys.argv[1]), sys.argv[2]
 if who in ("ours", "none"):
     from apps.ais.clean import clean
-    from apps.ais.nmea import read
+    from apps.ais.ingest import read
 else:
     from pyais.stream import BinaryIOStream
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from apps.ais.clean import clean
-from apps.ais.nmea import read
+from apps.ais.ingest import read
 from core.datadir import DataError
 
 
@@ -171,7 +171,7 @@ def test_text_ids_are_numbered_in_order_of_appearance(tmp_path):
 
 
 def test_a_csv_read_in_chunks_equals_one_read_with_line_numbers_and_text_ids_across_chunks(ais, tmp_path):
-    from apps.ais.nmea import read_csv
+    from apps.ais.tabular import read_csv
 
     noaa = ais / "noaa_marinecadastre_20230101_sample.csv"
     whole, _ = read_csv(noaa)

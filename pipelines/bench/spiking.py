@@ -9,8 +9,9 @@ split and leave-one-speaker-out (each of the 6 speakers held out in turn, seeds 
 per-fold paired gaps); ``speed`` the delay layer against a dense temporal convolution with the full max-delay
 kernel (what a DCLS convolution computes), training step and inference, interleaved in one process.
 Accuracy: test at the epoch of best validation accuracy, both with the delays rounded to integers (the model
-that is served), mean ± std over ``--seeds``. One MLflow run in the ``bench`` experiment with the tables as
-artifacts. ``--quick``: one seed, fewer epochs, official split.
+that is served), mean ± std over ``--seeds``; variants compared by their test-accuracy gaps paired per seed (per
+fold in leave-one-speaker-out) with a 95 % t interval, a difference claimed only where it excludes 0. One MLflow
+run in the ``bench`` experiment with the tables as artifacts. ``--quick``: one seed, fewer epochs, official split.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from core.datadir import DataError, data_dir
 from pipelines.bench.sections import (add_common, check_sections, interleaved_ms, job_data, parse_quick, quiet,
                                       run_sections, train)
 from pipelines.spiking import SpikingJob
+from pipelines.bench.stats import paired_cell
 from pipelines.bench.table import markdown, mean_std
 from pipelines.runner import set_threads
 
@@ -84,6 +86,17 @@ def _fsdd(a, split: str, filterbank: str | None = None) -> dict:
             **({"encoder": {"filterbank": filterbank}} if filterbank else {})}
 
 
+def _paired(label: str, runs: dict, n: str, unit: str = "seed") -> list[list]:
+    """Rows learned - random and random - none: the test-accuracy gaps paired per ``unit`` (same seed, or same fold),
+    their mean with its 95 % t interval and verdict, then each pair's gap."""
+    rows = []
+    for hi, lo in (("learned", "random"), ("random", "none")):
+        gaps = [h["test"] - l["test"] for h, l in zip(runs[hi], runs[lo])]
+        rows.append([label, f"{hi} - {lo}, paired per {unit}", n, "",
+                     f"{paired_cell(gaps, 1)} ({' '.join(f'{g:+.1f}' for g in gaps)})", "", "", ""])
+    return rows
+
+
 def _loso(a) -> list[list]:
     """Leave one speaker out, every speaker in turn; fold k trains with seed ``seeds[k % len(seeds)]``.
     Rows: each variant over the folds, then the per-fold paired gaps (learned - random, random - none)."""
@@ -96,21 +109,14 @@ def _loso(a) -> list[list]:
             folds[v] += runs[v]
     n = f"{len(speakers)} folds, seeds {','.join(map(str, sorted(set(a.seeds[:len(speakers)]))))}"
     label = "FSDD leave-one-speaker-out"
-    rows = [_row(label, v, folds[v], n) for v in VARIANTS]
-    for hi, lo in (("learned", "random"), ("random", "none")):
-        gaps = [h["test"] - l["test"] for h, l in zip(folds[hi], folds[lo])]
-        wins = sum(g > 0 for g in gaps)
-        rows.append([label, f"{hi} - {lo}, paired per fold", n, "",
-                     f"{mean_std(gaps, 1)} (> 0 in {wins}/{len(gaps)}: {' '.join(f'{g:+.1f}' for g in gaps)})",
-                     "", "", ""])
-    return rows
+    return [_row(label, v, folds[v], n) for v in VARIANTS] + _paired(label, folds, n, "fold")
 
 
 def synthetic(a) -> str:
     runs = _runs("burst order", {"source": "synthetic", "batch_size": 64}, a.seeds, a.synthetic_epochs,
                  optim=SYNTHETIC_OPTIM, **SYNTHETIC_MODEL)
-    return markdown(HEAD, [_row("burst-order task (6 classes, chance 16.7)", v, runs[v], str(len(a.seeds)))
-                           for v in VARIANTS])
+    label, n = "burst-order task (6 classes, chance 16.7)", str(len(a.seeds))
+    return markdown(HEAD, [_row(label, v, runs[v], n) for v in VARIANTS] + _paired(label, runs, n))
 
 
 def encoders(a) -> str:
@@ -145,6 +151,7 @@ def fsdd(a) -> str:
         else:
             runs = _runs(f"FSDD {s}", _fsdd(a, s), a.seeds, a.epochs, optim=_optim(a), **_model_kw(a))
             rows += [_row(f"FSDD {s}", v, runs[v], str(len(a.seeds))) for v in VARIANTS]
+            rows += _paired(f"FSDD {s}", runs, str(len(a.seeds)))
     return markdown(HEAD, rows)
 
 

@@ -187,7 +187,9 @@ def test_spiking_bench_quick_synthetic_and_speed_sections(bench_cli):
     res = bench_cli("spiking", "--quick", "--sections", "synthetic", "speed")
     assert res.returncode == 0, res.stderr[-2000:]
     rows = [line for line in res.stdout.splitlines() if line.startswith("| burst-order task")]
-    assert [r.split("|")[2].strip() for r in rows] == ["none", "random", "learned"]
+    assert [r.split("|")[2].strip() for r in rows] == ["none", "random", "learned", "learned - random, paired per seed",
+                                                       "random - none, paired per seed"]
+    assert "[-inf, +inf] no difference shown" in rows[3]  # one seed: no interval, so no claim
     assert "inference, integer delays" in res.stdout
     assert _bench_run("spiking") == {"bench_spiking_synthetic.md", "bench_spiking_speed.md"}
     res = bench_cli("spiking", "--sections", "warp")

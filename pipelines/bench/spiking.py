@@ -5,7 +5,7 @@ Sections (``--sections``): ``synthetic`` the burst-order task (``apps/spiking/sy
 statistics in every class, so only delays can solve it); ``encoders`` the gammatone and mel front ends with learned
 delays on the official split, chosen by validation accuracy; ``delay_range`` the longest delay (``--max-delays``) with
 learned delays on the official split, chosen by validation accuracy; ``fsdd`` spoken digits as spike trains, the official
-split and leave-one-speaker-out (each of the 6 speakers held out in turn, seeds cycling over the folds, with
+split and leave-one-speaker-out (each of the 6 speakers held out in turn, every seed on every fold, with
 per-fold paired gaps); ``speed`` the delay layer against a dense temporal convolution with the full max-delay
 kernel (what a DCLS convolution computes), training step and inference, interleaved in one process.
 Accuracy: test at the epoch of best validation accuracy, both with the delays rounded to integers (the model
@@ -97,17 +97,26 @@ def _paired(label: str, runs: dict, n: str, unit: str = "seed") -> list[list]:
     return rows
 
 
+def _fold_mean(runs: list[dict]) -> dict:
+    """One fold's trainings (its seeds) -> their mean test / val accuracy and s / epoch, as one training's dict."""
+    return {**runs[0], **{k: statistics.mean(r[k] for r in runs) for k in ("test", "val", "s_per_epoch")}}
+
+
 def _loso(a) -> list[list]:
-    """Leave one speaker out, every speaker in turn; fold k trains with seed ``seeds[k % len(seeds)]``.
-    Rows: each variant over the folds, then the per-fold paired gaps (learned - random, random - none)."""
+    """Leave one speaker out, every speaker in turn; fold k trains ``--fold-seeds`` seeds of ``--seeds`` (from the
+    k-th on, cycling; all of them by default) and counts their mean. Rows: each variant, mean ± std over the folds,
+    then the gaps paired per fold (learned - random, random - none)."""
     speakers = sorted({f[2] for f in fsdd_files(data_dir() / "audio" / "fsdd" / "recordings")})
-    folds = {v: [] for v in VARIANTS}
+    per_fold = a.fold_seeds or len(a.seeds)
+    folds, used = {v: [] for v in VARIANTS}, set()
     for k, who in enumerate(speakers):
-        runs = _runs(f"FSDD speaker:{who}", _fsdd(a, f"speaker:{who}"), [a.seeds[k % len(a.seeds)]], a.epochs,
-                     optim=_optim(a), **_model_kw(a))
+        seeds = [a.seeds[(k + j) % len(a.seeds)] for j in range(per_fold)]
+        used.update(seeds)
+        runs = _runs(f"FSDD speaker:{who}", _fsdd(a, f"speaker:{who}"), seeds, a.epochs, optim=_optim(a),
+                     **_model_kw(a))
         for v in VARIANTS:
-            folds[v] += runs[v]
-    n = f"{len(speakers)} folds, seeds {','.join(map(str, sorted(set(a.seeds[:len(speakers)]))))}"
+            folds[v].append(_fold_mean(runs[v]))
+    n = f"{len(speakers)} folds x {per_fold} seed(s) of {','.join(map(str, sorted(used)))}"
     label = "FSDD leave-one-speaker-out"
     return [_row(label, v, folds[v], n) for v in VARIANTS] + _paired(label, folds, n, "fold")
 
@@ -219,6 +228,8 @@ def parse(argv):
     ap.add_argument("--splits", nargs="+", default=["official", "loso"],
                     help="official, speaker:NAME, or loso (every speaker held out in turn)")
     ap.add_argument("--epochs", type=int, default=30, help="FSDD epochs per training")
+    ap.add_argument("--fold-seeds", type=int, default=None,
+                    help="leave-one-speaker-out: seeds trained per fold (default: all of --seeds; 1 cycles them)")
     ap.add_argument("--synthetic-epochs", type=int, default=20)
     ap.add_argument("--hidden", type=int, default=48, help="FSDD hidden neurons per layer")
     ap.add_argument("--max-delay", type=int, default=13, help="FSDD longest delay, bins")
@@ -245,6 +256,6 @@ def main(argv: list[str]) -> int:
     params = {"sections": ",".join(a.sections), "seeds": ",".join(map(str, a.seeds)), "threads": threads,
               "splits": ",".join(a.splits), "epochs": a.epochs, "hidden": a.hidden, "max_delay": a.max_delay,
               "max_delays": ",".join(map(str, a.max_delays)), "val_recordings": a.val_recordings,
-              "lr_positions": a.lr_positions,
+              "lr_positions": a.lr_positions, "fold_seeds": a.fold_seeds or len(a.seeds),
               "synthetic_epochs": a.synthetic_epochs}
     return run_sections("spiking", a, {s: globals()[s] for s in SECTIONS}, params)

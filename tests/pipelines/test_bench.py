@@ -183,6 +183,29 @@ def test_graph_bench_quick_node_and_speed_sections(bench_cli):
     assert _bench_run("graph") == {"bench_graph_node.md", "bench_graph_speed.md"}
 
 
+def test_spiking_loso_pairs_each_fold_on_the_mean_of_its_seeds(monkeypatch):
+    """Learned beats random by 10 points in every fold once a fold's seeds are averaged (by 0, 10, 20 seed by seed):
+    the per-fold gaps are +10 each; a fold counted by one seed (the seeds cycling) would give 0, 10, 20."""
+    from pipelines.bench import spiking
+
+    speakers = ("george", "jackson", "theo")
+    monkeypatch.setattr(spiking, "fsdd_files", lambda folder: [("x.wav", 0, who, 0) for who in speakers])
+
+    def runs(label, data, seeds, epochs, variants=spiking.VARIANTS, optim=None, **kw):
+        fold = speakers.index(label.split(":")[1])
+        acc = {"none": lambda s: 40.0, "random": lambda s: 50.0 + fold, "learned": lambda s: 50.0 + fold + 10 * s}
+        return {v: [{"test": acc[v](s), "val": 90.0, "s_per_epoch": 1.0, "params": {"weights": 9, "positions": 4}}
+                    for s in seeds] for v in variants}
+
+    monkeypatch.setattr(spiking, "_runs", runs)
+    a = SimpleNamespace(seeds=[0, 1, 2], fold_seeds=None, epochs=1, hidden=8, max_delay=3, lr_positions=0.1,
+                        val_recordings=5)
+    rows = spiking._loso(a)
+    gap = next(r for r in rows if r[1] == "learned - random, paired per fold")
+    assert gap[2] == "3 folds x 3 seed(s) of 0,1,2"
+    assert gap[4] == "+10.0 [+10.0, +10.0] higher (+10.0 +10.0 +10.0)", gap
+
+
 def test_spiking_bench_quick_synthetic_and_speed_sections(bench_cli):
     res = bench_cli("spiking", "--quick", "--sections", "synthetic", "speed")
     assert res.returncode == 0, res.stderr[-2000:]

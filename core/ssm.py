@@ -141,6 +141,24 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, mode: str = "auto") -> torch.T
     return h
 
 
+def check_shapes(u, delta, A, B, C, D=None, z=None, delta_bias=None) -> None:
+    """ValueError naming the first argument whose shape is not the layout of :func:`selective_scan`: u [B, D, L],
+    delta and z like u, A [D, N], B and C [B, N, L], D and delta_bias [D]. The fused kernel reads raw memory at
+    these sizes, so a wrong shape must stop here."""
+    if u.dim() != 3:
+        raise ValueError(f"selective_scan: u must be [batch, channels, length], got shape {tuple(u.shape)}")
+    b, d, length = u.shape
+    n = A.shape[-1] if A.dim() == 2 else -1
+    want = {"delta": (b, d, length), "A": (d, n), "B": (b, n, length), "C": (b, n, length), "D": (d,),
+            "z": (b, d, length), "delta_bias": (d,)}
+    for name, t in (("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z), ("delta_bias", delta_bias)):
+        if t is not None and tuple(t.shape) != want[name]:
+            shown = tuple("N" if v == -1 else v for v in want[name])
+            raise ValueError(f"selective_scan: {name} has shape {tuple(t.shape)}, expected {shown} for u of shape "
+                             f"{tuple(u.shape)} [batch, channels, length] and A of shape {tuple(A.shape)} "
+                             f"[channels, state]")
+
+
 def _prepare(delta, delta_bias, delta_softplus):
     if delta_bias is not None:
         delta = delta + delta_bias[..., None]
@@ -162,6 +180,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     u, delta, z: [B, D, L]; A: [D, N]; B, C: [B, N, L]; D, delta_bias: [D]. Returns y: [B, D, L].
     mode: auto, fused, sequential or parallel (see the module docstring).
     """
+    check_shapes(u, delta, A, B, C, D, z, delta_bias)
     delta = _prepare(delta, delta_bias, delta_softplus)
     if _fused(mode, u):
         from core.ssm_fused import FusedSelectiveScan

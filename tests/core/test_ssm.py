@@ -70,6 +70,18 @@ def test_unknown_mode_is_an_error():
         selective_scan(**_inputs(4), mode="cuda")
 
 
+@pytest.mark.parametrize("mode", ["fused", "sequential"])
+@pytest.mark.parametrize("name, shape", [("B", (2, 4, 7)), ("C", (2, 3, 11)), ("A", (4, 8)), ("delta", (2, 11, 8)),
+                                         ("D", (4,)), ("z", (2, 8, 10)), ("u", (2, 8))])
+def test_a_wrong_shape_is_named_before_any_path_reads_it(mode, name, shape):
+    """u [B, D, L] = [2, 8, 11]: mamba's [B, L, D] passed as is, or a B/C of another length, would make the fused
+    kernel read past the ends of the tensors; it must be refused, naming the argument and the shape expected."""
+    kw = _inputs(11)
+    kw[name] = torch.randn(*shape)
+    with pytest.raises(ValueError, match=f"selective_scan: {name} (has shape|must be)"):
+        selective_scan(**kw, mode=mode)
+
+
 def test_auto_path_choice():
     from core.ssm import _parallel, _sequential, pick_path
 

@@ -7,7 +7,8 @@ delays on the official split, chosen by validation accuracy; ``delay_range`` the
 learned delays on the official split, chosen by validation accuracy; ``fsdd`` spoken digits as spike trains, the official
 split and leave-one-speaker-out (each of the 6 speakers held out in turn, every seed on every fold, with
 per-fold paired gaps); ``speed`` the delay layer against a dense temporal convolution with the full max-delay
-kernel (what a DCLS convolution computes), training step and inference, interleaved in one process.
+kernel and against its DCLS form (the same kernel built from the positions, then that convolution; checked equal
+first), training step and inference, interleaved in one process.
 Accuracy: test at the epoch of best validation accuracy, both with the delays rounded to integers (the model
 that is served), mean ± std over ``--seeds``; variants compared by their test-accuracy gaps paired per seed (per
 fold in leave-one-speaker-out) with a 95 % t interval, a difference claimed only where it excludes 0. One MLflow
@@ -182,6 +183,18 @@ def speed(a) -> str:
         dense.zero_grad()
         dense(F.pad(inp, (d - 1, 0))).square().mean().backward()
 
+    def dcls_form(inp):  # what the dcls package computes: the [out, in, D] kernel built, then a dense convolution
+        return F.conv1d(F.pad(inp, (d - 1, 0)), ours.kernel().flip(-1))
+
+    def train_dcls():
+        ours.zero_grad()
+        dcls_form(xb).square().mean().backward()
+
+    with torch.no_grad():
+        diff = (ours(x) - dcls_form(xb).permute(2, 0, 1)).abs().max().item()
+    if diff > 1e-4:
+        raise RuntimeError(f"the delay layer and its DCLS form differ by {diff:.2e}: not the same computation")
+
     rounded = DelayedLinear(c_in, c_out, d, delays="learned")
     rounded.load_state_dict(ours.state_dict())
     rounded.round_delays()
@@ -201,19 +214,24 @@ def speed(a) -> str:
 
     fns = {"train ours": train_ours, "train dense": train_dense, "infer training form": infer_train_form,
            "infer integer delays": infer_rounded, "train ours hidden": lambda: train_ours(xg),
-           "train dense hidden": lambda: train_dense(xbg), "infer dense": infer_dense, "infer integer 2": infer_rounded}
+           "train dense hidden": lambda: train_dense(xbg), "infer dense": infer_dense, "infer integer 2": infer_rounded,
+           "train ours 2": train_ours, "train dcls form": train_dcls}
     for f in fns.values():
         for _ in range(3):
             f()
     m = {}
     for pair in (("train ours", "train dense"), ("train ours hidden", "train dense hidden"),
-                 ("infer training form", "infer integer delays"), ("infer dense", "infer integer 2")):
+                 ("infer training form", "infer integer delays"), ("infer dense", "infer integer 2"),
+                 ("train ours 2", "train dcls form")):
         m.update(interleaved_ms({k: fns[k] for k in pair}, a.reps, warmup=0))  # both sides, the same load
     return markdown(["measure", "ours ms", "reference ms", "ratio ours / reference"], [
         ["training step (fwd+bwd), learned delays vs dense Conv1d with the full D-tap kernel",
          f"{m['train ours']:.1f}", f"{m['train dense']:.1f}", f"{m['train ours'] / m['train dense']:.2f}"],
         ["the same, input needs a gradient (a hidden layer)", f"{m['train ours hidden']:.1f}",
          f"{m['train dense hidden']:.1f}", f"{m['train ours hidden'] / m['train dense hidden']:.2f}"],
+        ["training step, learned delays vs their DCLS form (the same Gaussian kernel built, then Conv1d; outputs "
+         f"equal to {diff:.0e})", f"{m['train ours 2']:.1f}", f"{m['train dcls form']:.1f}",
+         f"{m['train ours 2'] / m['train dcls form']:.2f}"],
         ["inference, integer delays (one tap) vs the training form", f"{m['infer integer delays']:.1f}",
          f"{m['infer training form']:.1f}", f"{m['infer integer delays'] / m['infer training form']:.2f}"],
         ["inference, integer delays vs dense Conv1d with the full D-tap kernel (the DCLS form)",

@@ -214,6 +214,8 @@ def test_spiking_bench_quick_synthetic_and_speed_sections(bench_cli):
                                                        "random - none, paired per seed"]
     assert "[-inf, +inf] no difference shown" in rows[3]  # one seed: no interval, so no claim
     assert "inference, integer delays" in res.stdout
+    dcls = next(ln for ln in res.stdout.splitlines() if "their DCLS form" in ln).split("|")
+    assert float(dcls[-2]) > 0  # a measured ratio, after checking both sides compute the same outputs
     assert _bench_run("spiking") == {"bench_spiking_synthetic.md", "bench_spiking_speed.md"}
     res = bench_cli("spiking", "--sections", "warp")
     assert res.returncode == 2 and "unknown section(s) ['warp']" in res.stderr

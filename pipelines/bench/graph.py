@@ -67,6 +67,8 @@ def forward(a) -> str:
         epochs = f"{a.epochs}" + (" (paper 1000)" if a.epochs < 1000 else "")
         for m in ("bp", "sf"):
             rows.append([m.upper(), layers, len(a.splits), mean_std(res[m], 2), PAPER_FORWARD[(m, layers)], epochs])
+        rows.append(["SF - BP, paired per split", layers, len(a.splits),
+                     paired_cell(np.subtract(res["sf"], res["bp"]), 2), "-", epochs])
         rows.append([f"SF, depth <= {layers} chosen on validation (chose {', '.join(map(str, depths))})", layers,
                      len(a.splits), mean_std(res["sf_val"], 2), "-", epochs])
     return markdown(["method", "layers", "splits", "ours acc %", "paper", "epochs (per layer)"], rows)
@@ -80,6 +82,7 @@ def init(a) -> str:
     dm, data = _data({"dataset": "Cora"})
     rows = []
     for depth in a.depths:
+        acc = {}
         for scheme in ("xavier", "kaiming_in", "virgo"):
             accs, flat_f, flat_b = [], [], []
             for seed in a.seeds:
@@ -92,6 +95,9 @@ def init(a) -> str:
                 accs.append(100 * out.metrics["test_acc"])
             rows.append([depth, scheme, mean_std(accs, 2), f"{statistics.mean(flat_f):.1f}", f"{statistics.mean(flat_b):.1f}",
                          " ".join(f"{v:.1e}" for v in fwd)])
+            acc[scheme] = accs
+        rows += [[depth, f"virgo - {other}, paired per seed", paired_cell(np.subtract(acc["virgo"], acc[other]), 2),
+                  "", "", ""] for other in ("kaiming_in", "xavier")]
     return markdown(["depth", "init", "acc %", "fwd var max/min", "bwd var max/min", "fwd var per layer (last seed)"], rows)
 
 

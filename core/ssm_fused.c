@@ -42,6 +42,8 @@
 #endif
 #define AT(s, b, d, t) ((b) * (s)[0] + (d) * (s)[1] + (t) * (s)[2])
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
+/* __builtin_prefetch wants its read / write flag as a constant (a macro: the same code as writing both out) */
+#define TOUCH(p, rw) do { if (rw) __builtin_prefetch((p), 1); else __builtin_prefetch((p), 0); } while (0)
 #endif
 
 typedef REAL SUF(vec) __attribute__((vector_size(VBYTES)));
@@ -80,9 +82,7 @@ static inline VEC SUF(vexp)(VEC x) {
 }
 #endif
 
-/* out[n] += sum over the lanes of v[n], n < N: by a tree of shuffles where the vector holds 16 floats and N is
- * a multiple of 16 (v[0 .. 15] folded pairwise, half a segment onto the other, into one vector of 16 sums),
- * lane by lane otherwise. */
+/* out[n] += sum over the lanes of v[n], n < N, lane by lane. */
 static inline __attribute__((always_inline)) void SUF(add_lane_sums_each)(REAL *out, const VEC *v, const long N) {
     for (long n = 0; n < N; n++) {
         REAL s = 0;
@@ -91,6 +91,8 @@ static inline __attribute__((always_inline)) void SUF(add_lane_sums_each)(REAL *
     }
 }
 
+/* add_lane_sums: the same sums, by a tree of shuffles where the vector holds 16 floats and N is a multiple of 16
+ * (v[0 .. 15] folded pairwise, half a segment onto the other, into one vector of 16 sums), lane by lane otherwise. */
 #if defined(POLY_EXP) && VBYTES == 64
 static inline __attribute__((always_inline)) VEC SUF(fold)(VEC a, VEC b, int w) {
     const SUF(ivec) iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
@@ -166,16 +168,10 @@ static void SUF(scatter)(REAL *x, const VEC *tile, const long *s, long b, long d
 static void SUF(prefetch)(const REAL *x, const long *s, long b, long d0, long nb, long t0, long t1, int rw) {
     const long line = 64 / sizeof(REAL);
     if (s[1] == 1 && nb == VW) {
-        for (long t = t0; t < t1; t++) {
-            if (rw) __builtin_prefetch(x + AT(s, b, d0, t), 1);
-            else __builtin_prefetch(x + AT(s, b, d0, t), 0);
-        }
+        for (long t = t0; t < t1; t++) TOUCH(x + AT(s, b, d0, t), rw);
     } else if (s[2] == 1) {
         for (long c = 0; c < nb; c++)
-            for (long t = t0; t < t1; t += line) {
-                if (rw) __builtin_prefetch(x + AT(s, b, d0 + c, t), 1);
-                else __builtin_prefetch(x + AT(s, b, d0 + c, t), 0);
-            }
+            for (long t = t0; t < t1; t += line) TOUCH(x + AT(s, b, d0 + c, t), rw);
     }
 }
 

@@ -2,17 +2,19 @@
 
 Forward and backward each run one pass over the inputs, a vector of channels at a time (lanes over channels), with
 the states kept in registers and cache and exp(delta A) computed on the fly; only the state entering every
-``CHUNK``-th step is stored, and the backward pass recomputes a chunk's states from it (as mamba-ssm's CUDA kernel recomputes them). Memory is O(B L (D + N)) plus
-B D N L / CHUNK, against the O(B L D N) of :class:`core.ssm.SelectiveScan`. Threads: ``torch.get_num_threads()``.
+``CHUNK``-th step is stored, and the backward pass recomputes a chunk's states from it (as mamba-ssm's CUDA kernel
+recomputes them). Memory is O(B L (D + N)) plus B D N L / CHUNK, against the O(B L D N) of
+:class:`core.ssm.SelectiveScan`. Threads: ``torch.get_num_threads()``.
 
 Build: ``gcc -O3 -march=native -ffast-math -fopenmp-simd`` (GCC vector extensions, an inline exp for float32,
 libm's for float64, pthreads, no OpenMP runtime) into ``$FFN_CACHE/ssm_fused/<hash>.so``;
-``python -m core.ssm_fused`` builds it ahead (the README's setup does). Without a C compiler :func:`available` says why, ``mode="auto"`` keeps the pure-PyTorch
-path and ``mode="fused"`` raises.
+``python -m core.ssm_fused`` builds it ahead (the README's setup does). Without a C compiler :func:`available` says
+why, ``mode="auto"`` keeps the pure-PyTorch path and ``mode="fused"`` raises.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -99,6 +101,7 @@ def available() -> tuple[bool, str]:
         return False, str(e)
 
 
+@functools.cache
 def vector_width(dtype: torch.dtype = torch.float32) -> int:
     """Channels per vector (the lanes a task advances together): 16 float32 with AVX-512, 8 with AVX2."""
     return getattr(_load(), f"vector_width_{_TYPES[dtype]}")()
